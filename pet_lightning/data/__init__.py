@@ -1,0 +1,15 @@
+"""LightningDataModules for GLUE and SuperGLUE, sharing one base (load, split, process)."""
+
+from pet_lightning.data.base import EncodedDataset, PaddingCollator, SplitPlan, TaskDataModule
+from pet_lightning.data.glue import GlueDataModule
+from pet_lightning.data.readers import DATA_DIR_ENV, DataError
+
+__all__ = [
+    "DATA_DIR_ENV",
+    "DataError",
+    "EncodedDataset",
+    "GlueDataModule",
+    "PaddingCollator",
+    "SplitPlan",
+    "TaskDataModule",
+]

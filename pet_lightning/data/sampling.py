@@ -1,0 +1,43 @@
+"""Training samplers that carry the data-order seed (and shard the data under DDP)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch.utils.data import DistributedSampler
+
+GROUP_MEGABATCH = 50
+
+
+class LengthGroupedSampler(DistributedSampler):
+    """Shuffles, then sorts each window of ``50 * batch_size`` examples by length, so batches hold examples of
+    similar length (less padding), while the window order stays random.
+
+    It is a ``DistributedSampler`` so that Lightning keeps it in place under DDP; ``seed`` + epoch decide the
+    order, exactly like the plain shuffling sampler.
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, num_replicas: int = 1, rank: int = 0, seed: int = 0):
+        super().__init__(lengths, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
+        self.lengths = lengths
+        self.batch_size = batch_size
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator()
+        generator.manual_seed(self.seed + self.epoch)
+        order = torch.randperm(len(self.lengths), generator=generator).tolist()
+        window = GROUP_MEGABATCH * self.batch_size * self.num_replicas
+        grouped: list[int] = []
+        for start in range(0, len(order), window):
+            chunk = order[start : start + window]
+            grouped.extend(sorted(chunk, key=lambda i: -self.lengths[i]))
+        padding = self.total_size - len(grouped)
+        grouped += grouped[:padding]
+        # Consecutive runs of batch_size go to the same rank so its batches stay length-homogeneous.
+        per_rank = [
+            grouped[i : i + self.batch_size]
+            for i in range(0, len(grouped), self.batch_size)
+        ][self.rank :: self.num_replicas]
+        indices = [i for batch in per_rank for i in batch]
+        return iter(indices[: self.num_samples])

@@ -1,0 +1,283 @@
+"""PETModule: a pretrained encoder, a task head and a tuning strategy as one LightningModule.
+
+Usable by import alone::
+
+    from pet_lightning import PETModule
+    from pet_lightning.data import GlueDataModule
+
+    model = PETModule(backbone="minilm", task="rte", strategy="bitfit", learning_rate=1e-3)
+    trainer.fit(model, datamodule=GlueDataModule(task="rte", data_dir="data"))
+
+Checkpoints hold only what trains (the strategy's tensors and the head) plus the strategy, the backbone id
+and the hyper-parameters; loading rebuilds the backbone from its source and restores them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanMetric, MetricCollection
+from transformers import get_linear_schedule_with_warmup
+
+from pet_lightning.backbones import DEFAULT_BACKBONE, load_backbone
+from pet_lightning.metrics import build_metrics
+from pet_lightning.strategies import Strategy, StrategyReport, build_strategy
+from pet_lightning.tasks import TaskSpec, get_task
+
+CHECKPOINT_FORMAT = 1
+MODEL_INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def _no_decay(module: nn.Module, param_name: str) -> bool:
+    """Biases and normalisation weights get no weight decay (as in BERT and the PETuning code bases)."""
+    return param_name.endswith("bias") or "norm" in type(module).__name__.lower()
+
+
+class PETModule(L.LightningModule):
+    """A pretrained language model tuned with a strategy on a GLUE / SuperGLUE task.
+
+    Args:
+        backbone: Hugging Face hub name, local folder, or ``minilm`` (the packaged offline model).
+        task: Task name; decides the head (classification, regression, multiple choice), loss and metrics.
+        strategy: What trains: a registered name (``full``, ``bitfit``, ``lora``...), a dict
+            ``{"name": ..., **settings}`` or a :class:`~pet_lightning.strategies.Strategy`.
+        learning_rate: Peak learning rate of the backbone / method parameters.
+        head_learning_rate: Peak learning rate of the task head; defaults to ``learning_rate``.
+        weight_decay: AdamW weight decay (not on biases, normalisation weights or masked tensors).
+        warmup_ratio: Fraction of the optimisation steps spent warming up linearly; then linear decay to 0.
+        adam_betas: AdamW betas.
+        adam_eps: AdamW epsilon.
+        init_seed: Seed of everything initialised here (head, injected modules, random masks). None uses the
+            global random state (set by ``seed_everything``).
+        hidden_dropout: Override the backbone's dropout probability (None keeps the pretrained config's).
+    """
+
+    def __init__(
+        self,
+        backbone: str = DEFAULT_BACKBONE,
+        task: str = "rte",
+        strategy: str | dict[str, Any] | Strategy = "full",
+        learning_rate: float = 2e-5,
+        head_learning_rate: float | None = None,
+        weight_decay: float = 0.01,
+        warmup_ratio: float = 0.06,
+        adam_betas: tuple[float, float] = (0.9, 0.999),
+        adam_eps: float = 1e-8,
+        init_seed: int | None = None,
+        hidden_dropout: float | None = None,
+    ):
+        super().__init__()
+        if learning_rate <= 0:
+            raise ValueError(f"learning_rate={learning_rate}: use a positive learning rate")
+        if not 0 <= warmup_ratio < 1:
+            raise ValueError(f"warmup_ratio={warmup_ratio}: use a fraction in [0, 1)")
+        self.spec: TaskSpec = get_task(task)
+        self.strategy: Strategy = build_strategy(strategy)
+        self.save_hyperparameters(ignore=["strategy"])
+        self.hparams["strategy"] = self.strategy.config_dict()
+        self.backbone_name = backbone
+        self.model, self.report = self._build(backbone, init_seed, hidden_dropout)
+        # Checkpoints hold only trainable tensors; the rest is rebuilt from the backbone's source.
+        self.strict_loading = False
+        self.optimizer_overrides: dict[str, Any] = {}
+        self.val_metrics = nn.ModuleList([build_metrics(self.spec, prefix="val/")])
+        self.test_metrics = nn.ModuleList([build_metrics(self.spec, prefix="test/")])
+        self.val_losses = nn.ModuleList([MeanMetric()])
+        self.test_losses = nn.ModuleList([MeanMetric()])
+        self._suffixes = {"val": [""], "test": [""]}
+
+    # ------------------------------------------------------------------------------------------- building
+    def _build(self, backbone: str, init_seed: int | None, hidden_dropout: float | None):
+        overrides = {}
+        if hidden_dropout is not None:
+            overrides = {"hidden_dropout_prob": hidden_dropout, "attention_probs_dropout_prob": hidden_dropout}
+        from pet_lightning.backbones import load_config
+
+        config = load_config(backbone, self.spec, **overrides)
+        seeded = torch.random.fork_rng(devices=[]) if init_seed is not None else contextlib.nullcontext()
+        with seeded:
+            if init_seed is not None:
+                torch.manual_seed(init_seed)
+            model = load_backbone(backbone, self.spec, config)
+            report = self.strategy.apply(model)
+        return report.model, report
+
+    def apply_strategy(self, strategy: str | dict[str, Any] | Strategy) -> StrategyReport:
+        """Switch to another strategy (two-stage training): undo the current one, apply the new one."""
+        plain = self.strategy.remove(self.model)
+        self.strategy = build_strategy(strategy)
+        self.report = self.strategy.apply(plain)
+        self.model = self.report.model
+        return self.report
+
+    def freeze_to_strategy(self) -> StrategyReport:
+        """Re-assert the strategy's ``requires_grad`` flags (anything may have touched them since)."""
+        trainable = set(self.report.trainable_names)
+        for name, param in self.model.named_parameters():
+            param.requires_grad_(name in trainable)
+        return self.report
+
+    # ------------------------------------------------------------------------------------------ metrics
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        eval_suffixes = getattr(datamodule, "eval_suffixes", None)
+        if eval_suffixes is None:
+            return
+        if stage in ("fit", "validate"):
+            self._suffixes["val"] = eval_suffixes("val")
+            self.val_metrics = self._metric_list("val/", self._suffixes["val"])
+            self.val_losses = nn.ModuleList([MeanMetric() for _ in self._suffixes["val"]])
+        if stage == "test":
+            self._suffixes["test"] = eval_suffixes("test")
+            self.test_metrics = self._metric_list("test/", self._suffixes["test"])
+            self.test_losses = nn.ModuleList([MeanMetric() for _ in self._suffixes["test"]])
+
+    def _metric_list(self, prefix: str, suffixes: list[str]) -> nn.ModuleList:
+        return nn.ModuleList([build_metrics(self.spec, prefix=prefix, postfix=s) for s in suffixes]).to(self.device)
+
+    # ------------------------------------------------------------------------------------------ forward
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        inputs = {key: batch[key] for key in MODEL_INPUT_KEYS if key in batch}
+        return self.model(**inputs).logits
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.spec.kind == "regression":
+            return F.mse_loss(logits.squeeze(-1).float(), labels.float())
+        return F.cross_entropy(logits.float(), labels)
+
+    def predictions(self, logits: torch.Tensor) -> torch.Tensor:
+        if self.spec.kind == "regression":
+            return logits.squeeze(-1).float()
+        return logits.argmax(dim=-1)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        logits = self(batch)
+        loss = self.loss(logits, batch["label"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(logits))
+        return loss
+
+    def _evaluate(self, batch, dataloader_idx: int, metrics: nn.ModuleList, losses: nn.ModuleList) -> None:
+        logits = self(batch)
+        extras = {key: batch[key] for key in ("group",) if key in batch}
+        metrics[dataloader_idx].update(self.predictions(logits), batch["label"], **extras)
+        losses[dataloader_idx].update(self.loss(logits, batch["label"]), weight=len(logits))
+
+    def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._evaluate(batch, dataloader_idx, self.val_metrics, self.val_losses)
+
+    def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._evaluate(batch, dataloader_idx, self.test_metrics, self.test_losses)
+
+    def _log_epoch(self, split: str, metrics: nn.ModuleList, losses: nn.ModuleList) -> None:
+        values: dict[str, torch.Tensor] = {}
+        for suffix, collection, loss in zip(self._suffixes[split], metrics, losses):
+            values.update(_compute(collection))
+            values[f"{split}/loss{suffix}"] = loss.compute()
+            collection.reset()
+            loss.reset()
+        values[f"{split}/headline"] = values[f"{split}/{self.spec.headline}"]
+        # Metrics are already synchronised across processes by torchmetrics.
+        self.log_dict(values, prog_bar=False, sync_dist=False)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val", self.val_metrics, self.val_losses)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test", self.test_metrics, self.test_losses)
+
+    def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
+        logits = self(batch)
+        return {"idx": batch["idx"], "prediction": self.predictions(logits), "logits": logits.float()}
+
+    # ---------------------------------------------------------------------------------------- optimizer
+    def parameter_groups(self, learning_rate: float, head_learning_rate: float) -> list[dict[str, Any]]:
+        """AdamW groups: head vs. the rest (own learning rates), each with and without weight decay.
+
+        Only parameters that require grad are given to the optimizer, so frozen tensors get no state.
+        Partly trained (masked) tensors get no weight decay: decay would move their frozen elements.
+        """
+        head_names = set(self.report.head_names)
+        masked = set(self.report.masks)
+        groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+        for module_name, module in self.model.named_modules():
+            for param_name, param in module.named_parameters(recurse=False):
+                if not param.requires_grad:
+                    continue
+                name = f"{module_name}.{param_name}" if module_name else param_name
+                decay = not (_no_decay(module, param_name) or name in masked)
+                groups.setdefault((name in head_names, decay), []).append(param)
+        wd = self.hparams.weight_decay
+        return [
+            {
+                "params": params,
+                "lr": head_learning_rate if is_head else learning_rate,
+                "weight_decay": wd if decay else 0.0,
+                "name": f"{'head' if is_head else 'body'}{'' if decay else '_no_decay'}",
+            }
+            for (is_head, decay), params in sorted(groups.items())
+        ]
+
+    def configure_optimizers(self):
+        settings = {
+            "learning_rate": self.hparams.learning_rate,
+            "head_learning_rate": self.hparams.head_learning_rate or self.hparams.learning_rate,
+            "warmup_ratio": self.hparams.warmup_ratio,
+            "total_steps": None,
+            **self.optimizer_overrides,
+        }
+        groups = self.parameter_groups(settings["learning_rate"], settings["head_learning_rate"])
+        if not groups:
+            raise RuntimeError(f"strategy {self.strategy.name!r} left no trainable parameter: nothing would train")
+        optimizer = torch.optim.AdamW(
+            groups, lr=settings["learning_rate"], betas=tuple(self.hparams.adam_betas), eps=self.hparams.adam_eps
+        )
+        total = settings["total_steps"] or max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(settings["warmup_ratio"] * total), total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # -------------------------------------------------------------------------------------- checkpoints
+    def trainable_state_keys(self) -> set[str]:
+        """State-dict keys a checkpoint must hold: every tensor that trains (head included)."""
+        return {f"model.{name}" for name, p in self.model.named_parameters() if p.requires_grad}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        keep = self.trainable_state_keys()
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
+        checkpoint["pet_lightning"] = {
+            "format": CHECKPOINT_FORMAT,
+            "backbone": self.backbone_name,
+            "strategy": self.strategy.config_dict(),
+            "report": self.report.as_dict(),
+            "masks": {name: mask.cpu() for name, mask in self.report.masks.items()},
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        info = checkpoint.get("pet_lightning")
+        if info is None:
+            raise ValueError("this checkpoint was not written by pet_lightning: load it with plain Lightning")
+        if info["format"] != CHECKPOINT_FORMAT:
+            raise ValueError(f"checkpoint format {info['format']} is not {CHECKPOINT_FORMAT}: upgrade pet_lightning")
+        stored_strategy = info["strategy"]
+        if stored_strategy != self.strategy.config_dict():
+            # Two-stage training switches strategy mid-run: follow the checkpoint.
+            self.apply_strategy(stored_strategy)
+        for name, mask in info.get("masks", {}).items():
+            if name in self.report.masks and not torch.equal(self.report.masks[name].cpu(), mask):
+                raise ValueError(
+                    f"mask of {name} differs from the checkpoint's: build the module with the same init_seed"
+                )
+        missing = self.trainable_state_keys() - set(checkpoint["state_dict"])
+        if missing:
+            raise ValueError(
+                f"checkpoint lacks {len(missing)} trainable tensors (e.g. {sorted(missing)[0]}): it was written "
+                "for another strategy or model; pass the matching model settings"
+            )
+
+
+def _compute(collection: MetricCollection) -> dict[str, torch.Tensor]:
+    return {name: value.float() for name, value in collection.compute().items()}

@@ -1,0 +1,203 @@
+"""Task facts for GLUE and SuperGLUE, kept as data in one table.
+
+Each :class:`TaskSpec` says where a task's files live (local official layout and the Hugging Face hub),
+which columns hold the text, what the labels are, how the model is asked (the formulation), which metrics
+the benchmark papers report, and how big the training set is (which decides the resource group used by the
+"Revisiting Parameter-Efficient Tuning" study: low < 1k, medium < 10k, high >= 10k training examples).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+ProblemKind = Literal["classification", "regression", "multiple_choice"]
+ResourceGroup = Literal["low", "medium", "high"]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Everything the library needs to know about one benchmark task.
+
+    Args:
+        name: Lower-case task name used in configs (``rte``, ``sts-b``, ``cb``...).
+        benchmark: ``glue`` or ``superglue``; also the sub-folder of the data root.
+        folder: Folder of the task in the official layout, e.g. ``RTE`` for ``<root>/glue/RTE/train.tsv``.
+        files: Official file name of each split (``train``, ``validation``, ``test``; MNLI has two dev sets).
+        hub_path: Hugging Face dataset repository used when no local data root is given.
+        hub_config: Configuration name of the task in ``hub_path``.
+        hub_splits: Hub split name for each of our split names, where they differ.
+        columns: Our field name -> column name in the local files (``text_a``, ``text_b``, ``label``).
+        headerless: Positional columns for files without a header row (CoLA train/dev).
+        hub_columns: Our field name -> column name on the hub.
+        label_values: The label strings as written in local files, in label-id order (empty for regression).
+        kind: ``classification``, ``regression`` (STS-B) or ``multiple_choice`` (COPA).
+        formulation: How examples become model inputs; ``pair`` is a plain (sentence, sentence) input, the
+            SuperGLUE tasks name their own (``wic``, ``wsc``, ``copa``, ``multirc``, ``record``...).
+        metrics: Metric names logged as ``val/<metric>`` and ``test/<metric>``.
+        headline: The single metric that ranks runs (logged also as ``val/headline``).
+        train_size: Number of official training examples; decides the resource group.
+        eval_splits: The evaluation splits and the suffix their metrics get (MNLI: matched / mismatched).
+        has_train: False where the official training split is not distributed with the data (BoolQ here).
+    """
+
+    name: str
+    benchmark: Literal["glue", "superglue"]
+    folder: str
+    files: dict[str, str]
+    hub_path: str
+    hub_config: str
+    columns: dict[str, str]
+    label_values: tuple[str, ...]
+    kind: ProblemKind
+    metrics: tuple[str, ...]
+    headline: str
+    train_size: int
+    formulation: str = "pair"
+    hub_columns: dict[str, str] = field(default_factory=dict)
+    hub_splits: dict[str, str] = field(default_factory=dict)
+    headerless: dict[str, int] = field(default_factory=dict)
+    eval_splits: dict[str, str] = field(default_factory=lambda: {"validation": ""})
+    has_train: bool = True
+
+    def __post_init__(self) -> None:
+        if self.headline not in self.metrics:
+            raise ValueError(f"task {self.name}: headline metric {self.headline!r} is not among {self.metrics}")
+        if self.kind == "classification" and len(self.label_values) < 2:
+            raise ValueError(f"task {self.name}: a classification task needs at least two label values")
+
+    @property
+    def num_labels(self) -> int:
+        """Output width of the head: 1 for regression and multiple choice (one score per choice)."""
+        return 1 if self.kind in ("regression", "multiple_choice") else len(self.label_values)
+
+    @property
+    def resource_group(self) -> ResourceGroup:
+        if self.train_size < 1_000:
+            return "low"
+        if self.train_size < 10_000:
+            return "medium"
+        return "high"
+
+    @property
+    def validation_split(self) -> str:
+        """The evaluation split whose headline metric selects models (MNLI: matched)."""
+        return next(iter(self.eval_splits))
+
+
+def _glue(name: str, folder: str, **kwargs) -> TaskSpec:
+    files = kwargs.pop("files", {"train": "train.tsv", "validation": "dev.tsv", "test": "test.tsv"})
+    return TaskSpec(
+        name=name, benchmark="glue", folder=folder, files=files, hub_path="nyu-mll/glue", **kwargs
+    )
+
+
+_PAIR_HUB = {"text_a": "sentence1", "text_b": "sentence2", "label": "label"}
+_BINARY = ("0", "1")
+_ENTAILMENT = ("entailment", "not_entailment")
+
+TASKS: dict[str, TaskSpec] = {}
+
+
+def register_task(spec: TaskSpec, *aliases: str) -> TaskSpec:
+    """Add a task to the table under its name and any aliases (e.g. ``stsb`` for ``sts-b``)."""
+    for key in (spec.name, *aliases):
+        TASKS[key] = spec
+    return spec
+
+
+register_task(
+    _glue(
+        "cola", "CoLA", hub_config="cola",
+        columns={"text_a": "sentence", "label": "label"}, headerless={"text_a": 3, "label": 1},
+        hub_columns={"text_a": "sentence", "label": "label"},
+        label_values=_BINARY, kind="classification", metrics=("mcc", "accuracy"), headline="mcc",
+        train_size=8_551,
+    )
+)
+register_task(
+    _glue(
+        "sst-2", "SST-2", hub_config="sst2",
+        columns={"text_a": "sentence", "label": "label"}, hub_columns={"text_a": "sentence", "label": "label"},
+        label_values=_BINARY, kind="classification", metrics=("accuracy",), headline="accuracy",
+        train_size=67_349,
+    ),
+    "sst2",
+)
+register_task(
+    _glue(
+        "mrpc", "MRPC", hub_config="mrpc",
+        columns={"text_a": "#1 String", "text_b": "#2 String", "label": "Quality"}, hub_columns=_PAIR_HUB,
+        label_values=_BINARY, kind="classification", metrics=("f1", "accuracy"), headline="f1",
+        train_size=3_668,
+    )
+)
+register_task(
+    _glue(
+        "sts-b", "STS-B", hub_config="stsb",
+        columns={"text_a": "sentence1", "text_b": "sentence2", "label": "score"}, hub_columns=_PAIR_HUB,
+        label_values=(), kind="regression", metrics=("pearson", "spearman"), headline="pearson",
+        train_size=5_749,
+    ),
+    "stsb",
+)
+register_task(
+    _glue(
+        "qqp", "QQP", hub_config="qqp",
+        columns={"text_a": "question1", "text_b": "question2", "label": "is_duplicate"},
+        hub_columns={"text_a": "question1", "text_b": "question2", "label": "label"},
+        label_values=_BINARY, kind="classification", metrics=("f1", "accuracy"), headline="f1",
+        train_size=363_846,
+    )
+)
+register_task(
+    _glue(
+        "mnli", "MNLI", hub_config="mnli",
+        files={
+            "train": "train.tsv",
+            "validation_matched": "dev_matched.tsv",
+            "validation_mismatched": "dev_mismatched.tsv",
+            "test_matched": "test_matched.tsv",
+            "test_mismatched": "test_mismatched.tsv",
+        },
+        columns={"text_a": "sentence1", "text_b": "sentence2", "label": "gold_label"},
+        hub_columns={"text_a": "premise", "text_b": "hypothesis", "label": "label"},
+        label_values=("entailment", "neutral", "contradiction"), kind="classification",
+        metrics=("accuracy",), headline="accuracy", train_size=392_702,
+        eval_splits={"validation_matched": "", "validation_mismatched": "_mismatched"},
+    )
+)
+register_task(
+    _glue(
+        "qnli", "QNLI", hub_config="qnli",
+        columns={"text_a": "question", "text_b": "sentence", "label": "label"},
+        hub_columns={"text_a": "question", "text_b": "sentence", "label": "label"},
+        label_values=_ENTAILMENT, kind="classification", metrics=("accuracy",), headline="accuracy",
+        train_size=104_743,
+    )
+)
+register_task(
+    _glue(
+        "rte", "RTE", hub_config="rte",
+        columns={"text_a": "sentence1", "text_b": "sentence2", "label": "label"}, hub_columns=_PAIR_HUB,
+        label_values=_ENTAILMENT, kind="classification", metrics=("accuracy",), headline="accuracy",
+        train_size=2_490,
+    )
+)
+register_task(
+    _glue(
+        "wnli", "WNLI", hub_config="wnli",
+        columns={"text_a": "sentence1", "text_b": "sentence2", "label": "label"}, hub_columns=_PAIR_HUB,
+        label_values=_BINARY, kind="classification", metrics=("accuracy",), headline="accuracy",
+        train_size=635,
+    )
+)
+
+
+def get_task(name: str) -> TaskSpec:
+    """Look a task up by name (case-insensitive); an unknown name is a one-line error listing the known ones."""
+    key = name.strip().lower()
+    if key not in TASKS:
+        known = ", ".join(sorted({spec.name for spec in TASKS.values()}))
+        raise ValueError(f"unknown task {name!r}: choose one of {known}")
+    return TASKS[key]

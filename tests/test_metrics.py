@@ -1,0 +1,45 @@
+"""Our metric objects equal scipy / scikit-learn on the same predictions."""
+
+import pytest
+import torch
+from scipy import stats
+from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
+from pet_lightning.metrics import build_metrics
+from pet_lightning.tasks import get_task
+
+generator = torch.Generator().manual_seed(0)
+PREDS = torch.randint(0, 2, (101,), generator=generator)
+TARGET = torch.where(torch.rand(101, generator=generator) < 0.7, PREDS, 1 - PREDS)
+
+
+def _compute(task, preds, target):
+    metrics = build_metrics(get_task(task))
+    metrics.update(preds, target)
+    return {k: float(v) for k, v in metrics.compute().items()}
+
+
+def test_cola_mcc_and_accuracy():
+    values = _compute("cola", PREDS, TARGET)
+    assert values["mcc"] == pytest.approx(matthews_corrcoef(TARGET, PREDS), abs=1e-6)
+    assert values["accuracy"] == pytest.approx(accuracy_score(TARGET, PREDS), abs=1e-6)
+
+
+@pytest.mark.parametrize("task", ["mrpc", "qqp"])
+def test_f1_of_the_positive_class_and_accuracy(task):
+    values = _compute(task, PREDS, TARGET)
+    assert values["f1"] == pytest.approx(f1_score(TARGET, PREDS), abs=1e-6)
+    assert values["accuracy"] == pytest.approx(accuracy_score(TARGET, PREDS), abs=1e-6)
+
+
+def test_stsb_pearson_and_spearman():
+    target = torch.rand(50, generator=generator) * 5
+    preds = target + torch.randn(50, generator=generator)
+    values = _compute("sts-b", preds, target)
+    assert values["pearson"] == pytest.approx(stats.pearsonr(preds, target).statistic, abs=1e-5)
+    assert values["spearman"] == pytest.approx(stats.spearmanr(preds, target).statistic, abs=1e-5)
+
+
+def test_three_class_accuracy():
+    preds, target = torch.tensor([0, 1, 2, 2, 1]), torch.tensor([0, 1, 1, 2, 0])
+    assert _compute("mnli", preds, target)["accuracy"] == pytest.approx(0.6)
