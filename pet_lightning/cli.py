@@ -3,7 +3,7 @@
 A ``LightningCLI`` over :class:`~pet_lightning.module.PETModule` and any
 :class:`~pet_lightning.data.TaskDataModule` subclass, with OmegaConf interpolation in configs. The task named
 by the data and the tokenizer named by the model are linked, so each is set once. Every run gets the
-strategy-freezing callback and the end-of-fit ``SUMMARY`` line.
+strategy-freezing callback and the end-of-fit ``SUMMARY`` line; ``predict`` writes the leaderboard file.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from lightning.pytorch.cli import LightningCLI
 
-from pet_lightning.callbacks import RunSummary, StrategyFreezing
+from pet_lightning.callbacks import RunSummary, StrategyFreezing, SubmissionWriter
 from pet_lightning.data import TaskDataModule
 from pet_lightning.module import PETModule
 
@@ -28,7 +28,8 @@ class PETLightningCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs):
         trainer = super().instantiate_trainer(**kwargs)
         present = {type(callback) for callback in trainer.callbacks}
-        for required in (StrategyFreezing, RunSummary):
+        # SubmissionWriter acts only on `predict`, where it writes the leaderboard file.
+        for required in (StrategyFreezing, RunSummary, SubmissionWriter):
             if not any(issubclass(kind, required) for kind in present):
                 trainer.callbacks.append(required())
         return trainer
@@ -47,6 +48,22 @@ def run_lightning(args: list[str] | None = None) -> PETLightningCLI:
 
 # Extra sub-commands beyond Lightning's fit / validate / test / predict; filled by their modules.
 EXTRA_COMMANDS: dict[str, Callable[[list[str]], int]] = {}
+
+
+def _sweep_command(argv: list[str]) -> int:
+    from pet_lightning.sweep import main as sweep_main
+
+    return sweep_main(argv)
+
+
+def _report_command(argv: list[str]) -> int:
+    from pet_lightning.report import main as report_main
+
+    return report_main(argv)
+
+
+EXTRA_COMMANDS["sweep"] = _sweep_command
+EXTRA_COMMANDS["report"] = _report_command
 
 
 def main(argv: list[str] | None = None) -> int:

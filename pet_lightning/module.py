@@ -15,6 +15,7 @@ and the hyper-parameters; loading rebuilds the backbone from its source and rest
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Any
 
 import lightning as L
@@ -25,8 +26,10 @@ from torchmetrics import MeanMetric, MetricCollection
 from transformers import get_linear_schedule_with_warmup
 
 from pet_lightning.backbones import DEFAULT_BACKBONE, load_backbone
+from pet_lightning.feature_cache import FeatureCache
 from pet_lightning.metrics import build_metrics
 from pet_lightning.strategies import Strategy, StrategyReport, build_strategy
+from pet_lightning.strategies.base import unwrap
 from pet_lightning.tasks import TaskSpec, get_task
 
 CHECKPOINT_FORMAT = 1
@@ -55,6 +58,10 @@ class PETModule(L.LightningModule):
         init_seed: Seed of everything initialised here (head, injected modules, random masks). None uses the
             global random state (set by ``seed_everything``).
         hidden_dropout: Override the backbone's dropout probability (None keeps the pretrained config's).
+        cache_features: Compute the frozen encoder's features once per example and train / evaluate the head on
+            them (see :mod:`pet_lightning.feature_cache`). None: on for the ``frozen`` strategy (linear probing,
+            LP-FT stage 1); True: on whenever only the head trains; False: off. Features come from the encoder
+            in eval mode (no encoder dropout).
     """
 
     def __init__(
@@ -70,6 +77,7 @@ class PETModule(L.LightningModule):
         adam_eps: float = 1e-8,
         init_seed: int | None = None,
         hidden_dropout: float | None = None,
+        cache_features: bool | None = None,
     ):
         super().__init__()
         if learning_rate <= 0:
@@ -90,6 +98,8 @@ class PETModule(L.LightningModule):
         self.val_losses = nn.ModuleList([MeanMetric()])
         self.test_losses = nn.ModuleList([MeanMetric()])
         self._suffixes = {"val": [""], "test": [""]}
+        self.feature_cache = FeatureCache()
+        self._feature_scope: str | None = None
 
     # ------------------------------------------------------------------------------------------- building
     def _build(self, backbone: str, init_seed: int | None, hidden_dropout: float | None):
@@ -113,6 +123,8 @@ class PETModule(L.LightningModule):
         self.strategy = build_strategy(strategy)
         self.report = self.strategy.apply(plain)
         self.model = self.report.model
+        # Cached features belong to the previous encoder state (stage 1 may have trained part of it).
+        self.feature_cache.clear()
         return self.report
 
     def freeze_to_strategy(self) -> StrategyReport:
@@ -137,13 +149,37 @@ class PETModule(L.LightningModule):
             self.test_metrics = self._metric_list("test/", self._suffixes["test"])
             self.test_losses = nn.ModuleList([MeanMetric() for _ in self._suffixes["test"]])
 
+    def on_fit_start(self) -> None:
+        # Dropout follows the data-order seed, never the init seed (see pet_lightning.seeds).
+        from pet_lightning.seeds import seed_training_randomness
+
+        seed_training_randomness(self.trainer)
+        datamodule = getattr(self.trainer, "datamodule", None)
+        self.strategy.check_run(
+            self.model, max_length=getattr(datamodule, "max_length", None), precision=str(self.trainer.precision)
+        )
+
     def _metric_list(self, prefix: str, suffixes: list[str]) -> nn.ModuleList:
         return nn.ModuleList([build_metrics(self.spec, prefix=prefix, postfix=s) for s in suffixes]).to(self.device)
 
     # ------------------------------------------------------------------------------------------ forward
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         inputs = {key: batch[key] for key in MODEL_INPUT_KEYS if key in batch}
+        # The scope (split + dataloader) is set by the step methods only, so direct calls never read the cache.
+        scope, self._feature_scope = self._feature_scope, None
+        if scope is not None and "idx" in batch and self.caches_features():
+            return self.feature_cache.logits(self.model, inputs, batch["idx"], scope)
         return self.model(**inputs).logits
+
+    def caches_features(self) -> bool:
+        """Whether the forward pass reads encoder features from :attr:`feature_cache` (only the head trains)."""
+        wanted = self.hparams.get("cache_features")
+        if wanted is False or (wanted is None and self.strategy.name != "frozen"):
+            return False
+        head = set(self.report.head_names)
+        return self.model is unwrap(self.model) and all(
+            name in head for name, p in self.model.named_parameters() if p.requires_grad
+        )
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.spec.kind == "regression":
@@ -156,6 +192,7 @@ class PETModule(L.LightningModule):
         return logits.argmax(dim=-1)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        self._feature_scope = "train"
         logits = self(batch)
         loss = self.loss(logits, batch["label"])
         self.log("train/loss", loss, prog_bar=True, batch_size=len(logits))
@@ -163,14 +200,18 @@ class PETModule(L.LightningModule):
 
     def _evaluate(self, batch, dataloader_idx: int, metrics: nn.ModuleList, losses: nn.ModuleList) -> None:
         logits = self(batch)
-        extras = {key: batch[key] for key in ("group",) if key in batch}
-        metrics[dataloader_idx].update(self.predictions(logits), batch["label"], **extras)
+        # Grouped metrics need `group`; ReCoRD ranks candidates by their logits and scores the chosen one with its
+        # `answer_f1` / `answer_em`. Each metric receives only the keywords its update() accepts.
+        extras = {key: batch[key] for key in ("group", "answer_f1", "answer_em") if key in batch}
+        metrics[dataloader_idx].update(self.predictions(logits), batch["label"], logits=logits.float(), **extras)
         losses[dataloader_idx].update(self.loss(logits, batch["label"]), weight=len(logits))
 
     def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._feature_scope = f"val/{dataloader_idx}"
         self._evaluate(batch, dataloader_idx, self.val_metrics, self.val_losses)
 
     def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._feature_scope = f"test/{dataloader_idx}"
         self._evaluate(batch, dataloader_idx, self.test_metrics, self.test_losses)
 
     def _log_epoch(self, split: str, metrics: nn.ModuleList, losses: nn.ModuleList) -> None:
@@ -247,14 +288,58 @@ class PETModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         keep = self.trainable_state_keys()
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
+        state = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
+        masks = {name: mask.cpu() for name, mask in self.report.masks.items()}
+        # Partly trained tensors: only the values at their mask positions (the rest is the pretrained tensor).
+        masked_values = {
+            name: state.pop(f"model.{name}").detach().cpu().flatten()[_mask_index(mask)]
+            for name, mask in masks.items()
+            if f"model.{name}" in state
+        }
+        checkpoint["state_dict"] = state
         checkpoint["pet_lightning"] = {
             "format": CHECKPOINT_FORMAT,
             "backbone": self.backbone_name,
             "strategy": self.strategy.config_dict(),
             "report": self.report.as_dict(),
-            "masks": {name: mask.cpu() for name, mask in self.report.masks.items()},
+            "masks": {name: {"shape": tuple(mask.shape), "index": _mask_index(mask)} for name, mask in masks.items()},
+            "masked_values": masked_values,
+            "packed_optimizer_states": self._pack_optimizer_states(checkpoint, masks),
         }
+
+    def _pack_optimizer_states(
+        self, checkpoint: dict[str, Any], masks: dict[str, torch.Tensor]
+    ) -> dict[int, dict[int, tuple[str, list[str]]]]:
+        """Shrink AdamW moments of partly trained tensors to their mask positions (they are zero elsewhere).
+
+        Returns ``{optimizer: {state index: (parameter name, packed keys)}}`` for :meth:`on_load_checkpoint`.
+        A moment that is not zero off the mask is kept whole.
+        """
+        if not masks or "optimizer_states" not in checkpoint or self._trainer is None:
+            return {}
+        names = {id(p): name for name, p in self.model.named_parameters()}
+        packed: dict[int, dict[int, tuple[str, list[str]]]] = {}
+        for opt_index, optimizer in enumerate(self.trainer.optimizers):
+            states = checkpoint["optimizer_states"][opt_index]["state"]
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            for param_index, param in enumerate(params):
+                name = names.get(id(param))
+                if name not in masks or param_index not in states:
+                    continue
+                mask = masks[name].to(param.device)
+                # A new dict: the one in the checkpoint is the optimizer's live state.
+                state = dict(states[param_index])
+                keys = [
+                    key
+                    for key, value in state.items()
+                    if isinstance(value, torch.Tensor) and value.shape == mask.shape and not value[~mask].any()
+                ]
+                for key in keys:
+                    state[key] = state[key][mask]
+                states[param_index] = state
+                if keys:
+                    packed.setdefault(opt_index, {})[param_index] = (name, keys)
+        return packed
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         info = checkpoint.get("pet_lightning")
@@ -266,17 +351,47 @@ class PETModule(L.LightningModule):
         if stored_strategy != self.strategy.config_dict():
             # Two-stage training switches strategy mid-run: follow the checkpoint.
             self.apply_strategy(stored_strategy)
-        for name, mask in info.get("masks", {}).items():
+        masks = {name: _unpack_mask(mask) for name, mask in info.get("masks", {}).items()}
+        for name, mask in masks.items():
             if name in self.report.masks and not torch.equal(self.report.masks[name].cpu(), mask):
                 raise ValueError(
                     f"mask of {name} differs from the checkpoint's: build the module with the same init_seed"
                 )
+        # Rebuild partly trained tensors: the pretrained tensor (their frozen elements never change) with the
+        # stored values at the mask positions; likewise the optimizer state, which is zero off the mask.
+        parameters = dict(self.model.named_parameters())
+        for name, values in info.get("masked_values", {}).items():
+            full = parameters[name].detach().clone().cpu()
+            full.view(-1)[_mask_index(masks[name])] = values.to(full.dtype)
+            checkpoint["state_dict"][f"model.{name}"] = full
+        for opt_index, entries in info.get("packed_optimizer_states", {}).items():
+            states = checkpoint["optimizer_states"][opt_index]["state"]
+            for param_index, (name, keys) in entries.items():
+                mask = masks[name]
+                for key in keys:
+                    packed = states[param_index][key]
+                    full = torch.zeros(mask.numel(), dtype=packed.dtype, device=packed.device)
+                    full[_mask_index(mask).to(packed.device)] = packed
+                    states[param_index][key] = full.view(mask.shape)
         missing = self.trainable_state_keys() - set(checkpoint["state_dict"])
         if missing:
             raise ValueError(
                 f"checkpoint lacks {len(missing)} trainable tensors (e.g. {sorted(missing)[0]}): it was written "
                 "for another strategy or model; pass the matching model settings"
             )
+
+
+def _mask_index(mask: torch.Tensor) -> torch.Tensor:
+    """Flat positions of the True elements: far smaller than the bool mask for sparse selections."""
+    return mask.flatten().nonzero().squeeze(1).cpu()
+
+
+def _unpack_mask(stored: torch.Tensor | dict[str, Any]) -> torch.Tensor:
+    if isinstance(stored, torch.Tensor):
+        return stored
+    mask = torch.zeros(math.prod(stored["shape"]), dtype=torch.bool)
+    mask[stored["index"]] = True
+    return mask.view(stored["shape"])
 
 
 def _compute(collection: MetricCollection) -> dict[str, torch.Tensor]:

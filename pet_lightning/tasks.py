@@ -201,3 +201,92 @@ def get_task(name: str) -> TaskSpec:
         known = ", ".join(sorted({spec.name for spec in TASKS.values()}))
         raise ValueError(f"unknown task {name!r}: choose one of {known}")
     return TASKS[key]
+
+
+# ---------------------------------------------------------------------------------------------------- SuperGLUE
+# Official jsonl layout: <root>/superglue/<Folder>/{train,val,test}.jsonl (test unlabeled); hub aps/super_glue.
+# Label values are written as the leaderboard expects them in submission files (BoolQ/WiC lower-case booleans,
+# WSC capitalised ones). The diagnostics AX-b / AX-g have only a labelled test file and are evaluation-only.
+_SG_FILES = {"train": "train.jsonl", "validation": "val.jsonl", "test": "test.jsonl"}
+SUPERGLUE_ALIASES = {"rte": "superglue-rte"}
+"""Names that mean another task inside ``SuperGlueDataModule`` (``rte`` is GLUE's RTE in the table)."""
+
+
+def _superglue(name: str, folder: str, **kwargs) -> TaskSpec:
+    files = kwargs.pop("files", _SG_FILES)
+    return TaskSpec(
+        name=name, benchmark="superglue", folder=folder, files=files, hub_path="aps/super_glue",
+        columns={}, **kwargs,
+    )
+
+
+_SG_BOOL = ("false", "true")
+register_task(
+    _superglue(
+        "boolq", "BoolQ", hub_config="boolq", label_values=_SG_BOOL, kind="classification",
+        formulation="boolq", metrics=("accuracy",), headline="accuracy", train_size=9_427,
+    )
+)
+register_task(
+    _superglue(
+        "cb", "CB", hub_config="cb", label_values=("entailment", "contradiction", "neutral"),
+        kind="classification", formulation="superglue_pair", metrics=("accuracy", "macro_f1", "avg_acc_f1"),
+        headline="avg_acc_f1", train_size=250,
+    )
+)
+register_task(
+    _superglue(
+        "copa", "COPA", hub_config="copa", label_values=("0", "1"), kind="multiple_choice",
+        formulation="copa", metrics=("accuracy",), headline="accuracy", train_size=400,
+    )
+)
+register_task(
+    _superglue(
+        "multirc", "MultiRC", hub_config="multirc", label_values=("0", "1"), kind="classification",
+        formulation="multirc", metrics=("f1a", "em", "avg_f1a_em"), headline="avg_f1a_em",
+        train_size=27_243,  # answer options (456 passages)
+    )
+)
+register_task(
+    _superglue(
+        "record", "ReCoRD", hub_config="record", label_values=("0", "1"), kind="classification",
+        formulation="record", metrics=("record_f1", "record_em", "avg_f1_em"), headline="avg_f1_em",
+        train_size=100_730,  # queries; each becomes one binary example per candidate entity
+    )
+)
+register_task(
+    _superglue(
+        "superglue-rte", "RTE", hub_config="rte", label_values=_ENTAILMENT, kind="classification",
+        formulation="superglue_pair", metrics=("accuracy",), headline="accuracy", train_size=2_490,
+    ),
+    "rte-superglue",
+)
+register_task(
+    _superglue(
+        "wic", "WiC", hub_config="wic", label_values=_SG_BOOL, kind="classification", formulation="wic",
+        metrics=("accuracy",), headline="accuracy", train_size=5_428,
+    )
+)
+register_task(
+    _superglue(
+        "wsc", "WSC", hub_config="wsc.fixed", label_values=("False", "True"), kind="classification",
+        formulation="wsc", metrics=("accuracy",), headline="accuracy", train_size=554,
+    )
+)
+register_task(
+    _superglue(
+        "axb", "AX-b", hub_config="axb", files={"test": "AX-b.jsonl"}, label_values=_ENTAILMENT,
+        kind="classification", formulation="superglue_pair", metrics=("mcc", "accuracy"), headline="mcc",
+        train_size=0, eval_splits={"test": ""}, has_train=False,
+    ),
+    "ax-b",
+)
+register_task(
+    _superglue(
+        "axg", "AX-g", hub_config="axg", files={"test": "AX-g.jsonl"}, label_values=_ENTAILMENT,
+        kind="classification", formulation="superglue_pair", metrics=("accuracy", "gender_parity"),
+        # Parity alone is 1.0 for a constant predictor, so accuracy ranks runs.
+        headline="accuracy", train_size=0, eval_splits={"test": ""}, has_train=False,
+    ),
+    "ax-g",
+)

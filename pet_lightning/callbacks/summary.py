@@ -37,8 +37,9 @@ class RunSummary(Callback):
         self._train_seconds += time.perf_counter() - self._batch_start
         self._samples += len(batch["input_ids"]) * trainer.world_size
 
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking:
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Not on_validation_epoch_end: callbacks run that hook before the module logs the epoch's metrics.
+        if trainer.sanity_checking or trainer.state.fn != "fit":
             return
         value = trainer.callback_metrics.get("val/headline")
         if value is None:

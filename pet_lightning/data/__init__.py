@@ -3,6 +3,7 @@
 from pet_lightning.data.base import EncodedDataset, PaddingCollator, SplitPlan, TaskDataModule
 from pet_lightning.data.glue import GlueDataModule
 from pet_lightning.data.readers import DATA_DIR_ENV, DataError
+from pet_lightning.data.superglue import SuperGlueDataModule
 
 __all__ = [
     "DATA_DIR_ENV",
@@ -11,5 +12,6 @@ __all__ = [
     "GlueDataModule",
     "PaddingCollator",
     "SplitPlan",
+    "SuperGlueDataModule",
     "TaskDataModule",
 ]

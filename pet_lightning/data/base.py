@@ -107,14 +107,16 @@ class TaskDataModule(L.LightningDataModule):
         batch_size: Training batch size (per device).
         eval_batch_size: Evaluation batch size; defaults to twice ``batch_size``.
         num_workers: DataLoader worker processes.
-        order_seed: Seed of the training-data order (and nothing else). None takes the global seed set by
-            ``seed_everything``.
+        order_seed: Seed of the training-data order and of dropout (``PETModule`` re-seeds torch's RNG with it at
+            fit start; see :mod:`pet_lightning.seeds`). None takes the global seed set by ``seed_everything``.
         protocol: ``standard`` (select and report on dev: leaky), ``dev_split`` or ``train_holdout``.
         swap: With ``dev_split``, swap the halves used for selection and for reporting.
         split_seed: Seed of the protocol's split (fixed across runs so every run sees the same split).
         train_subset: Train on this many examples only (a fixed subset drawn with ``subset_seed``).
         subset_seed: Seed of the training subset.
         group_by_length: Batch training examples of similar length together (less padding, faster).
+        sort_eval_by_length: Evaluate validation and test examples longest first (less padding, faster; metrics
+            do not depend on the order). Prediction keeps the file order.
     """
 
     benchmark: str | None = None
@@ -135,6 +137,7 @@ class TaskDataModule(L.LightningDataModule):
         train_subset: int | None = None,
         subset_seed: int = 0,
         group_by_length: bool = False,
+        sort_eval_by_length: bool = True,
     ):
         super().__init__()
         self.spec: TaskSpec = get_task(task)
@@ -166,6 +169,7 @@ class TaskDataModule(L.LightningDataModule):
         self.train_subset = train_subset
         self.subset_seed = subset_seed
         self.group_by_length = group_by_length
+        self.sort_eval_by_length = sort_eval_by_length
         self.plan: SplitPlan | None = None
         self.datasets: dict[str, EncodedDataset | dict[str, EncodedDataset]] = {}
         self._tokenizer = None
@@ -285,11 +289,15 @@ class TaskDataModule(L.LightningDataModule):
             dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=self.resolved_order_seed()
         )
 
-    def _eval_loaders(self, datasets: dict[str, EncodedDataset]) -> list[DataLoader]:
+    def _eval_loaders(self, datasets: dict[str, EncodedDataset], sort: bool = False) -> list[DataLoader]:
+        from pet_lightning.data.sampling import LengthSortedSampler
+
         world_size, rank = self._world()
         loaders = []
         for dataset in datasets.values():
-            if world_size > 1:
+            if sort:
+                sampler = LengthSortedSampler(dataset.lengths(), num_replicas=world_size, rank=rank)
+            elif world_size > 1:
                 sampler = UnrepeatedDistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=False)
             else:
                 sampler = SequentialSampler(dataset)
@@ -305,10 +313,10 @@ class TaskDataModule(L.LightningDataModule):
         return loaders
 
     def val_dataloader(self) -> list[DataLoader]:
-        return self._eval_loaders(self.datasets["val"])
+        return self._eval_loaders(self.datasets["val"], sort=self.sort_eval_by_length)
 
     def test_dataloader(self) -> list[DataLoader]:
-        return self._eval_loaders(self.datasets["test"])
+        return self._eval_loaders(self.datasets["test"], sort=self.sort_eval_by_length)
 
     def predict_dataloader(self) -> list[DataLoader]:
         if len(self.datasets["predict"]) == 0:

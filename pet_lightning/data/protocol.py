@@ -115,21 +115,31 @@ def standard(dm: TaskDataModule) -> SplitPlan:
 def dev_split(dm: TaskDataModule) -> SplitPlan:
     from pet_lightning.data.base import SplitPlan
 
-    evals = _eval_sets(dm)
-    headline_split = dm.spec.validation_split
-    first, second = stratified_halves(evals[headline_split], dm.split_seed)
-    select, report = (second, first) if dm.swap else (first, second)
-    if "train" in dm.available_splits():
-        train = _load_train(dm)
-    else:
+    if "train" not in dm.available_splits():
         raise DataError(
             f"task {dm.task} has no training split in {dm.data_dir or 'the hub'}: dev_split needs one; use "
             "protocol train_holdout, which carves train, selection and report sets out of the validation set"
         )
+    evals = _eval_sets(dm)
+    headline_split = dm.spec.validation_split
+    selection: dict[str, list[Example]] = {}
+    report: dict[str, list[Example]] = {}
+    for split, examples in evals.items():
+        first, second = stratified_halves(examples, dm.split_seed)
+        select_half, report_half = (second, first) if dm.swap else (first, second)
+        if not select_half or not report_half:
+            raise DataError(
+                f"task {dm.task}: the {split} split has {len(examples)} example(s), too few to halve for "
+                "dev_split; use protocol standard or train_holdout"
+            )
+        # Only the headline split selects; every dev set (MNLI: matched and mismatched) keeps a reported half.
+        if split == headline_split:
+            selection[split] = select_half
+        report[split] = report_half
     return SplitPlan(
-        train=subset(train, dm.train_subset, dm.subset_seed),
-        selection={headline_split: select},
-        report={headline_split: report},
+        train=subset(_load_train(dm), dm.train_subset, dm.subset_seed),
+        selection=selection,
+        report=report,
         predict=_predict(dm),
         description=f"dev_split: dev half {'2' if dm.swap else '1'} selects, the other half is reported "
         f"(split seed {dm.split_seed})",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DistributedSampler
 
 GROUP_MEGABATCH = 50
@@ -41,3 +42,20 @@ class LengthGroupedSampler(DistributedSampler):
         ][self.rank :: self.num_replicas]
         indices = [i for batch in per_rank for i in batch]
         return iter(indices[: self.num_samples])
+
+
+class LengthSortedSampler(UnrepeatedDistributedSampler):
+    """Evaluation order: longest examples first, so each batch pads to a length close to its members'.
+
+    Under DDP, rank ``r`` takes every ``num_replicas``-th example of the sorted order, without repeats (repeated
+    samples bias MCC and F1); the sort is stable, so equal lengths keep their dataset order. Metrics do not depend
+    on the order; predictions carry ``idx``, by which writers restore the file order.
+    """
+
+    def __init__(self, lengths: list[int], num_replicas: int = 1, rank: int = 0):
+        super().__init__(lengths, num_replicas=num_replicas, rank=rank, shuffle=False)
+        self.lengths = lengths
+
+    def __iter__(self) -> Iterator[int]:
+        order = sorted(range(len(self.lengths)), key=lambda i: -self.lengths[i])
+        return iter(order[self.rank :: self.num_replicas])

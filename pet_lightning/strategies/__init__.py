@@ -6,6 +6,7 @@
 >>> report.trainable, report.total, report.percent, report.head
 """
 
+from pet_lightning.strategies.adapter import BottleneckAdapter
 from pet_lightning.strategies.base import (
     STRATEGIES,
     Frozen,
@@ -17,14 +18,31 @@ from pet_lightning.strategies.base import (
     known_strategies,
     register_strategy,
 )
+from pet_lightning.strategies.bitfit import BitFit
+from pet_lightning.strategies.layernorm import LayerNormTuning
+from pet_lightning.strategies.module_wise import AttentionTuning, FeedForwardTuning
+from pet_lightning.strategies.peft_methods import IA3, LoRA, PrefixTuning, PromptTuning
+from pet_lightning.strategies.random_subset import RandomSubset
+from pet_lightning.strategies.top_k import TopKLayers
 
 __all__ = [
     "STRATEGIES",
+    "AttentionTuning",
+    "BitFit",
+    "BottleneckAdapter",
+    "FeedForwardTuning",
     "Frozen",
     "FullFineTuning",
+    "IA3",
+    "LayerNormTuning",
+    "LoRA",
+    "PrefixTuning",
+    "PromptTuning",
+    "RandomSubset",
     "Strategy",
     "StrategyError",
     "StrategyReport",
+    "TopKLayers",
     "build_strategy",
     "known_strategies",
     "register_strategy",

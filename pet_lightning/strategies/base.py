@@ -171,6 +171,11 @@ class Strategy(ABC):  # noqa: B024 - concrete defaults on purpose: `full` is the
         self._hook_handles = []
         return unwrap(model)
 
+    def check_run(self, model: nn.Module, *, max_length: int | None = None, precision: str | None = None) -> None:
+        """Refuse (or warn about) settings that clash with the run, at fit start: the data's ``max_length`` and the
+        trainer's ``precision`` are only known then."""
+        return None
+
     # -------------------------------------------------------------------------------------- the contract
     def config_dict(self) -> dict[str, Any]:
         """``{"name": ..., **settings}``; :func:`build_strategy` builds the same strategy from it."""

@@ -1,0 +1,149 @@
+"""Export a tuned model to a folder that other tools load, and import it back.
+
+What a folder holds depends on the strategy (``pet_lightning.json`` records which, plus backbone, task and
+strategy, so :func:`load_exported` can rebuild the :class:`~pet_lightning.module.PETModule`):
+
+* peft methods (``lora``, ``prefix``, ``prompt``, ``ia3``): the folder of ``PeftModel.save_pretrained``, head
+  included (peft ``modules_to_save``). Plain peft loads it::
+
+      base = AutoModelForSequenceClassification.from_pretrained(backbone_dir, num_labels=2)
+      model = PeftModel.from_pretrained(base, folder)
+
+  ``merge=True`` (LoRA, IA3) writes instead a plain Hugging Face model with the update merged into the weights
+  (``merge_and_unload``) and the tokenizer: ``AutoModelForSequenceClassification.from_pretrained(folder)``.
+  On multiple-choice models, prefix and prompt tuning wrap the encoder: the folder holds the encoder's peft
+  files and the head in ``head.safetensors``.
+* every other strategy (``adapter``, ``bitfit``, ``full``...): ``trainable.safetensors`` with every tensor that
+  trains (Hugging Face parameter names, e.g. ``bert.encoder.layer.0.output.dense.adapter.down.weight`` and
+  ``classifier.weight``) and ``strategy.json`` with the strategy's settings. For ``adapter`` the settings are
+  ``style``, ``reduction_factor``, ``activation`` and ``init_std``; each adapter holds ``down.weight``
+  ``[d / reduction_factor, d]``, ``down.bias``, ``up.weight`` ``[d, d / reduction_factor]``, ``up.bias`` and
+  sits after the projection named by its prefix. Load them onto the backbone with the same strategy applied.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from pet_lightning.backbones import load_tokenizer
+from pet_lightning.module import PETModule
+from pet_lightning.strategies import build_strategy
+from pet_lightning.strategies.base import StrategyError, unwrap
+from pet_lightning.strategies.peft_methods import IA3, LoRA, PeftStrategy
+
+EXPORT_FORMAT = 1
+INFO_FILE = "pet_lightning.json"
+TENSORS_FILE = "trainable.safetensors"
+STRATEGY_FILE = "strategy.json"
+HEAD_FILE = "head.safetensors"
+
+
+class ExportError(ValueError):
+    """A folder cannot be written or read as an export; the message says what to do."""
+
+
+def export(module: PETModule, folder: str | Path, *, merge: bool = False) -> Path:
+    """Write ``module``'s method and head to ``folder`` (see the module docstring for the layout)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    strategy = module.strategy
+    info: dict[str, Any] = {
+        "format": EXPORT_FORMAT,
+        "backbone": module.backbone_name,
+        "task": module.spec.name,
+        "strategy": strategy.config_dict(),
+        "report": module.report.as_dict(),
+    }
+    if merge:
+        if not isinstance(strategy, (LoRA, IA3)):
+            raise ExportError(f"merge=True needs lora or ia3, not {strategy.name!r}: export without merge")
+        merged = copy.deepcopy(module.model).merge_and_unload()
+        merged.save_pretrained(folder)
+        load_tokenizer(module.backbone_name).save_pretrained(folder)
+        info["layout"] = "merged"
+    elif isinstance(strategy, PeftStrategy) and module.model is not unwrap(module.model):
+        module.model.save_pretrained(folder)
+        info["layout"] = "peft"
+    elif isinstance(strategy, PeftStrategy):
+        hf = module.model
+        getattr(hf, hf.base_model_prefix).save_pretrained(folder)
+        save_file(_contiguous(_head_state(hf)), folder / HEAD_FILE)
+        info["layout"] = "peft_encoder"
+    else:
+        trainable = set(module.report.trainable_names)
+        tensors = {name: p.detach().cpu() for name, p in module.model.named_parameters() if name in trainable}
+        save_file(_contiguous(tensors), folder / TENSORS_FILE, metadata={"strategy": json.dumps(strategy.config_dict())})
+        (folder / STRATEGY_FILE).write_text(json.dumps(strategy.config_dict(), indent=2) + "\n")
+        info["layout"] = "tensors"
+    (folder / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    return folder
+
+
+def load_exported(folder: str | Path, **module_kwargs: Any) -> PETModule:
+    """Rebuild the :class:`PETModule` an :func:`export` folder came from, to evaluate or continue training.
+
+    ``module_kwargs`` go to :class:`PETModule` (learning rates...). A merged LoRA folder becomes the backbone
+    itself, tuned further with ``strategy`` from ``module_kwargs`` (default ``full``). A prefix exported with
+    ``projection`` holds only the final prefixes, so it comes back as a prefix without projection.
+    """
+    folder = Path(folder)
+    info_path = folder / INFO_FILE
+    if not info_path.is_file():
+        raise ExportError(f"{folder} has no {INFO_FILE}: pass a folder written by pet_lightning.export.export")
+    info = json.loads(info_path.read_text())
+    if info.get("format") != EXPORT_FORMAT:
+        raise ExportError(f"{folder} has export format {info.get('format')}, not {EXPORT_FORMAT}: upgrade pet_lightning")
+    layout = info["layout"]
+    if layout == "merged":
+        module_kwargs.setdefault("strategy", "full")
+        return PETModule(backbone=str(folder), task=info["task"], **module_kwargs)
+    strategy = dict(info["strategy"])
+    if strategy["name"] == "prefix" and strategy.get("projection"):
+        strategy["projection"] = False
+    module = PETModule(backbone=info["backbone"], task=info["task"], strategy=build_strategy(strategy), **module_kwargs)
+    if layout in ("peft", "peft_encoder"):
+        _load_peft(module, folder, layout)
+    else:
+        tensors = load_file(folder / TENSORS_FILE)
+        _load_named(module.model, tensors, set(module.report.trainable_names), folder)
+    module.freeze_to_strategy()
+    return module
+
+
+def _load_peft(module: PETModule, folder: Path, layout: str) -> None:
+    from peft import load_peft_weights, set_peft_model_state_dict
+
+    target = module.model
+    if layout == "peft_encoder":
+        target = getattr(module.model, module.model.base_model_prefix)
+        _load_named(module.model, load_file(folder / HEAD_FILE), set(_head_state(module.model)), folder)
+    result = set_peft_model_state_dict(target, load_peft_weights(str(folder)))
+    missing = [key for key in result.missing_keys if any(k in key for k in ("lora_", "ia3_", "modules_to_save"))]
+    if missing:
+        raise ExportError(f"{folder} lacks {len(missing)} tensors of the method (e.g. {missing[0]}): re-export it")
+
+
+def _load_named(model: nn.Module, tensors: dict, expected: set[str], folder: Path) -> None:
+    missing = sorted(expected - set(tensors))
+    if missing:
+        raise ExportError(f"{folder} lacks {len(missing)} trainable tensors (e.g. {missing[0]}): it was written for "
+                          "another strategy or backbone")
+    result = model.load_state_dict(tensors, strict=False)
+    if result.unexpected_keys:
+        raise ExportError(f"{folder} holds tensors this model does not have (e.g. {result.unexpected_keys[0]})")
+
+
+def _head_state(hf: nn.Module) -> dict:
+    from pet_lightning.strategies.base import head_parameters
+
+    return {name: p.detach().cpu() for name, p in head_parameters(hf).items()}
+
+
+def _contiguous(tensors: dict) -> dict:
+    return {name: t.detach().cpu().contiguous() for name, t in tensors.items()}

@@ -1,0 +1,74 @@
+"""Two seeds instead of one: weight initialisation vs. data order.
+
+The "Revisiting Parameter-Efficient Tuning" study separates the randomness of a run in two:
+
+* ``init_seed`` (:class:`~pet_lightning.module.PETModule`): everything built with the model, i.e. the task head,
+  injected modules (adapters, LoRA), random masks. The model is built under a forked RNG seeded with it, so
+  building it does not consume the global random stream.
+* ``order_seed`` (:class:`~pet_lightning.data.TaskDataModule`): the shuffling of training batches *and* dropout.
+  The sampler is seeded with it; at fit start :func:`seed_training_randomness` re-seeds torch's global RNG with
+  it, which is the stream dropout draws from.
+
+``seed`` (``seed_everything`` in a config, or :func:`resolve_seeds` with ``seed=...``) sets both. Hence changing
+only ``order_seed`` leaves the initial weights identical, and changing only ``init_seed`` leaves the batch order
+and the dropout masks identical.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import lightning as L
+import torch
+
+SeedMode = Literal["both", "init", "order"]
+SEED_MODES: tuple[str, ...] = ("both", "init", "order")
+
+# The 20 seeds of the study's multi-run scripts (guanzhchen/PETuning, passed as both --seed and --model_seed).
+STUDY_SEEDS: tuple[int, ...] = (
+    1111, 2222, 3333, 4444, 5555, 6666, 7777, 8888, 9999, 101010,
+    111111, 222222, 333333, 444444, 555555, 666666, 777777, 888888, 999999, 10101010,
+)
+
+# Keeps the dropout stream of a resumed run apart from the one of a fresh run with the same order seed.
+_RESUME_STRIDE = 1_000_003
+
+
+def resolve_seeds(seed: int, mode: SeedMode = "both", fixed: int = STUDY_SEEDS[0]) -> tuple[int, int]:
+    """``(init_seed, order_seed)`` for one run of a multi-seed study.
+
+    ``both`` varies both with ``seed`` (the study's default); ``init`` varies only the weight initialisation and
+    holds the data order at ``fixed``; ``order`` varies only the data order (and dropout) and holds the
+    initialisation at ``fixed``. The last two give the study's Table 4 (weight-init vs. data-order variance).
+    """
+    if mode == "both":
+        return seed, seed
+    if mode == "init":
+        return seed, fixed
+    if mode == "order":
+        return fixed, seed
+    raise ValueError(f"unknown seed mode {mode!r}: choose one of {', '.join(SEED_MODES)}")
+
+
+def order_seed_of(trainer: L.Trainer) -> int | None:
+    """The data-order seed of the trainer's datamodule, or None when it has none (global seeding applies)."""
+    datamodule = getattr(trainer, "datamodule", None)
+    return getattr(datamodule, "order_seed", None)
+
+
+def seed_training_randomness(trainer: L.Trainer) -> int | None:
+    """Re-seed torch's global RNG (dropout) from the data-order seed; returns the seed used, or None.
+
+    Called at fit start, after the model is built, so the initial weights never depend on the order seed. A run
+    resumed at step ``k`` gets its own stream (the fresh run's masks are not replayed from step 0). Without an
+    order seed nothing is re-seeded and dropout follows ``seed_everything``, which then sets both seeds.
+    """
+    order_seed = order_seed_of(trainer)
+    if order_seed is None:
+        return None
+    seed = (order_seed + _RESUME_STRIDE * trainer.global_step) % 2**63
+    torch.manual_seed(seed)
+    return seed
+
+
+__all__ = ["SEED_MODES", "STUDY_SEEDS", "order_seed_of", "resolve_seeds", "seed_training_randomness"]

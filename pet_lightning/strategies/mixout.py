@@ -1,0 +1,94 @@
+"""Mixout (Lee et al., 2020): dropout toward the pretrained weights instead of toward zero.
+
+During training every linear layer of the backbone uses, in place of its weight ``w``,
+
+    ((1 - M) * u + M * w - p * u) / (1 - p),   M ~ Bernoulli(1 - p) per element,
+
+where ``u`` is the pretrained weight: each element is swapped for its pretrained value with probability ``p``,
+and the rest are rescaled so the expectation stays ``w``. Dropout inside the backbone is switched off, as mixout
+takes its place; the task head (no pretrained value) keeps its dropout. Every parameter trains (this is a
+regulariser of full fine-tuning). In evaluation the layers use ``w`` as is.
+
+The layers keep their parameter names (the forward is patched, the pretrained copy is a non-persistent buffer),
+so checkpoints are those of full fine-tuning.
+"""
+
+from __future__ import annotations
+
+import types
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pet_lightning.strategies.base import StrategyError, Strategy, backbone_of, register_strategy, unwrap
+
+TARGET = "mixout_target"
+
+
+def mix(weight: torch.Tensor, target: torch.Tensor, p: float) -> torch.Tensor:
+    """One mixout draw of ``weight`` toward ``target`` (p = probability of taking the target's element)."""
+    if p == 0:
+        # Mixing with p = 0 is the identity; drawing an all-ones mask would still move the random stream.
+        keep = torch.ones_like(weight)
+    else:
+        keep = torch.empty_like(weight).bernoulli_(1 - p)
+    return ((1 - keep) * target + keep * weight - p * target) / (1 - p)
+
+
+def _mixout_forward(self: nn.Linear, input: torch.Tensor) -> torch.Tensor:
+    weight = self.weight
+    if self.training:
+        weight = mix(weight, getattr(self, TARGET).to(weight.dtype), self.mixout_p)
+    return F.linear(input, weight, self.bias)
+
+
+@register_strategy("mixout")
+@dataclass
+class Mixout(Strategy):
+    """Full fine-tuning with mixout(pretrained, p) on every linear layer of the backbone and its dropout off.
+
+    Args:
+        p: Probability that an element of a weight is replaced by its pretrained value at a training step
+            (0.9 in the EH-FT study's code, ``--mix-p``). 0 gives plain training with the backbone's dropout off.
+    """
+
+    p: float = field(default=0.9, metadata={"help": "probability of mixing an element toward its pretrained value"})
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.p < 1:
+            raise StrategyError(f"mixout p={self.p}: use a probability in [0, 1), e.g. 0.9")
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        hf = unwrap(model)
+        backbone = backbone_of(hf)
+        if any(hasattr(module, TARGET) for module in backbone.modules()):
+            raise StrategyError("mixout is already applied to this model: call remove(model) first")
+        self._dropout_p: dict[str, float] = {}
+        for name, module in backbone.named_modules():
+            if isinstance(module, nn.Linear):
+                # The value at application time is the pretrained one (strategies are applied before training).
+                module.register_buffer(TARGET, module.weight.detach().clone(), persistent=False)
+                module.mixout_p = self.p
+                module.forward = types.MethodType(_mixout_forward, module)
+            elif isinstance(module, nn.Dropout):
+                self._dropout_p[name] = module.p
+                module.p = 0.0
+        return model
+
+    def remove(self, model: nn.Module) -> nn.Module:
+        hf = super().remove(model)
+        backbone = backbone_of(hf)
+        for name, module in backbone.named_modules():
+            if hasattr(module, TARGET):
+                delattr(module, TARGET)
+                del module.mixout_p
+                del module.forward
+            elif name in getattr(self, "_dropout_p", {}):
+                module.p = self._dropout_p[name]
+        self._dropout_p = {}
+        return hf
+
+
+__all__ = ["Mixout", "mix"]
