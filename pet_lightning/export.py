@@ -34,7 +34,7 @@ from torch import nn
 from pet_lightning.backbones import load_tokenizer
 from pet_lightning.module import PETModule
 from pet_lightning.strategies import build_strategy
-from pet_lightning.strategies.base import StrategyError, unwrap
+from pet_lightning.strategies.base import unwrap
 from pet_lightning.strategies.peft_methods import IA3, LoRA, PeftStrategy
 
 EXPORT_FORMAT = 1
@@ -78,7 +78,8 @@ def export(module: PETModule, folder: str | Path, *, merge: bool = False) -> Pat
     else:
         trainable = set(module.report.trainable_names)
         tensors = {name: p.detach().cpu() for name, p in module.model.named_parameters() if name in trainable}
-        save_file(_contiguous(tensors), folder / TENSORS_FILE, metadata={"strategy": json.dumps(strategy.config_dict())})
+        metadata = {"strategy": json.dumps(strategy.config_dict())}
+        save_file(_contiguous(tensors), folder / TENSORS_FILE, metadata=metadata)
         (folder / STRATEGY_FILE).write_text(json.dumps(strategy.config_dict(), indent=2) + "\n")
         info["layout"] = "tensors"
     (folder / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
@@ -98,7 +99,9 @@ def load_exported(folder: str | Path, **module_kwargs: Any) -> PETModule:
         raise ExportError(f"{folder} has no {INFO_FILE}: pass a folder written by pet_lightning.export.export")
     info = json.loads(info_path.read_text())
     if info.get("format") != EXPORT_FORMAT:
-        raise ExportError(f"{folder} has export format {info.get('format')}, not {EXPORT_FORMAT}: upgrade pet_lightning")
+        raise ExportError(
+            f"{folder} has export format {info.get('format')}, not {EXPORT_FORMAT}: upgrade pet_lightning"
+        )
     layout = info["layout"]
     if layout == "merged":
         module_kwargs.setdefault("strategy", "full")
@@ -106,7 +109,9 @@ def load_exported(folder: str | Path, **module_kwargs: Any) -> PETModule:
     strategy = dict(info["strategy"])
     if strategy["name"] == "prefix" and strategy.get("projection"):
         strategy["projection"] = False
-    module = PETModule(backbone=info["backbone"], task=info["task"], strategy=build_strategy(strategy), **module_kwargs)
+    module = PETModule(
+        backbone=info["backbone"], task=info["task"], strategy=build_strategy(strategy), **module_kwargs
+    )
     if layout in ("peft", "peft_encoder"):
         _load_peft(module, folder, layout)
     else:

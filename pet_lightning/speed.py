@@ -57,10 +57,16 @@ def track_saved_tensors(model: nn.Module, parts: Mapping[str, nn.Module]) -> Ite
             counts[running[-1] if running else "other"] += storage.nbytes()
         return tensor
 
+    def enter(name: str) -> None:
+        running.append(name)
+
+    def leave() -> None:
+        running.pop()  # a forward hook that returned the popped name would replace the module's output
+
     handles = []
     for name, module in parts.items():
-        handles.append(module.register_forward_pre_hook(lambda _m, _a, name=name: running.append(name)))
-        handles.append(module.register_forward_hook(lambda _m, _a, _o: running.pop()))
+        handles.append(module.register_forward_pre_hook(lambda _m, _a, name=name: enter(name)))
+        handles.append(module.register_forward_hook(lambda _m, _a, _o: leave()))
     try:
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
             yield counts

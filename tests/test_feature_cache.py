@@ -114,14 +114,16 @@ def test_cache_is_on_for_frozen_only_and_follows_strategy_switches():
 
 
 class EncoderCalls(L.Callback):
-    """Counts encoder forward passes per training epoch."""
+    """Counts real encoder passes (the embeddings run; the cache's stub replaces the encoder above them) per epoch."""
 
     def __init__(self) -> None:
         self.per_epoch: list[int] = []
 
+    def on_fit_start(self, trainer, pl_module) -> None:
+        backbone_of(pl_module.model).embeddings.register_forward_hook(lambda *_: self._count())
+
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self.per_epoch.append(0)
-        backbone_of(pl_module.model).register_forward_hook(lambda *_: self._count())
 
     def _count(self) -> None:
         self.per_epoch[-1] += 1
@@ -143,9 +145,9 @@ def test_later_epochs_skip_the_encoder_and_validation_matches_uncached(data_dir)
     calls = EncoderCalls()
     cached = PETModule(strategy="frozen", init_seed=0, learning_rate=1e-3)
     trainer = _fit(cached, data_dir, epochs=2, callbacks=[calls])
-    # The hook stays registered, so epoch 2 counts the calls of both epochs: epoch 1 encodes its 2 training batches
-    # and 2 validation batches, epoch 2 reads everything from the cache.
-    assert calls.per_epoch[0] == 4
+    # Epoch 1 encodes its 2 training batches (plus one full-model pass that checks the head) and 2 validation
+    # batches; epoch 2 reads everything from the cache.
+    assert calls.per_epoch[0] == 5
     assert calls.per_epoch[1] == 0
     assert len(cached.feature_cache.store["train"]) == 32
     # Same head weights, evaluated without the cache: the metrics do not change.

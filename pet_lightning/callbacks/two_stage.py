@@ -103,7 +103,7 @@ class TwoStageTraining(StrategyFreezing):
     @staticmethod
     def _steps_per_epoch(trainer: L.Trainer) -> int:
         # estimated_stepping_batches loads the train dataloader, which sets num_training_batches.
-        trainer.estimated_stepping_batches
+        _ = trainer.estimated_stepping_batches
         batches = trainer.num_training_batches
         if math.isinf(batches):
             raise ValueError("TwoStageTraining needs a train dataloader with a length (or set limit_train_batches)")

@@ -35,13 +35,19 @@ class LengthGroupedSampler(DistributedSampler):
             grouped.extend(sorted(chunk, key=lambda i: -self.lengths[i]))
         padding = self.total_size - len(grouped)
         grouped += grouped[:padding]
-        # Consecutive runs of batch_size go to the same rank so its batches stay length-homogeneous.
-        per_rank = [
-            grouped[i : i + self.batch_size]
-            for i in range(0, len(grouped), self.batch_size)
-        ][self.rank :: self.num_replicas]
-        indices = [i for batch in per_rank for i in batch]
-        return iter(indices[: self.num_samples])
+        # Consecutive runs of batch_size go to the same rank so its batches stay length-homogeneous. The tail that
+        # does not fill a batch on every rank is split evenly, so every rank gets exactly num_samples examples
+        # (unequal shards would leave one rank waiting for the others' extra batch under DDP).
+        step = self.batch_size * self.num_replicas
+        full = len(grouped) // step * step
+        indices = [
+            i
+            for start in range(self.rank * self.batch_size, full, step)
+            for i in grouped[start : start + self.batch_size]
+        ]
+        share = (len(grouped) - full) // self.num_replicas
+        indices += grouped[full + self.rank * share : full + (self.rank + 1) * share]
+        return iter(indices)
 
 
 class LengthSortedSampler(UnrepeatedDistributedSampler):

@@ -19,7 +19,9 @@ from pet_lightning.strategies.base import (
     register_strategy,
 )
 from pet_lightning.strategies.bitfit import BitFit
+from pet_lightning.strategies.child_tuning import ChildTuningD, ChildTuningFisher
 from pet_lightning.strategies.layernorm import LayerNormTuning
+from pet_lightning.strategies.mixout import Mixout
 from pet_lightning.strategies.module_wise import AttentionTuning, FeedForwardTuning
 from pet_lightning.strategies.peft_methods import IA3, LoRA, PrefixTuning, PromptTuning
 from pet_lightning.strategies.random_subset import RandomSubset
@@ -30,12 +32,15 @@ __all__ = [
     "AttentionTuning",
     "BitFit",
     "BottleneckAdapter",
+    "ChildTuningD",
+    "ChildTuningFisher",
     "FeedForwardTuning",
     "Frozen",
     "FullFineTuning",
     "IA3",
     "LayerNormTuning",
     "LoRA",
+    "Mixout",
     "PrefixTuning",
     "PromptTuning",
     "RandomSubset",

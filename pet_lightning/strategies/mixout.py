@@ -22,18 +22,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pet_lightning.strategies.base import StrategyError, Strategy, backbone_of, register_strategy, unwrap
+from pet_lightning.strategies.base import Strategy, StrategyError, backbone_of, register_strategy, unwrap
 
 TARGET = "mixout_target"
 
 
 def mix(weight: torch.Tensor, target: torch.Tensor, p: float) -> torch.Tensor:
     """One mixout draw of ``weight`` toward ``target`` (p = probability of taking the target's element)."""
-    if p == 0:
-        # Mixing with p = 0 is the identity; drawing an all-ones mask would still move the random stream.
-        keep = torch.ones_like(weight)
-    else:
-        keep = torch.empty_like(weight).bernoulli_(1 - p)
+    # Mixing with p = 0 is the identity; drawing an all-ones mask would still move the random stream.
+    keep = torch.ones_like(weight) if p == 0 else torch.empty_like(weight).bernoulli_(1 - p)
     return ((1 - keep) * target + keep * weight - p * target) / (1 - p)
 
 

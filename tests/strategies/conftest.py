@@ -58,3 +58,77 @@ def trainer(tmp_path, **kwargs) -> L.Trainer:
                     enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
                     num_sanity_val_steps=0)
     return L.Trainer(**{**defaults, **kwargs})
+
+
+def train_briefly(data_dir: str, tmp_path, strategy, *, learning_rate: float = 1e-3, weight_decay: float = 0.1,
+                  epochs: int = 1):
+    """A few real AdamW steps on RTE (32 examples, batch 16); returns (module, parameters before, changed names).
+
+    Weight decay is on (0.1) so that a frozen element moved by decay would show.
+    """
+    from pet_lightning import GlueDataModule, PETModule
+
+    L.seed_everything(0)
+    data = GlueDataModule(task="rte", data_dir=data_dir, batch_size=16, max_length=64, train_subset=32)
+    module = PETModule(task="rte", strategy=strategy, learning_rate=learning_rate, weight_decay=weight_decay,
+                       warmup_ratio=0.0, init_seed=0)
+    before = {name: p.detach().clone() for name, p in module.model.named_parameters()}
+    trainer(tmp_path, max_epochs=epochs, limit_val_batches=0).fit(module, datamodule=data)
+    after = dict(module.model.named_parameters())
+    changed = {name for name in before if not torch.equal(before[name], after[name].detach())}
+    return module, before, changed
+
+
+def rte_data(data_dir: str):
+    from pet_lightning import GlueDataModule
+
+    return GlueDataModule(task="rte", data_dir=data_dir, batch_size=16, max_length=64, train_subset=32, order_seed=0)
+
+
+def check_reload_and_resume(data_dir: str, tmp_path, strategy, learning_rate: float = 1e-3) -> int:
+    """Reload (load_from_checkpoint, validate(ckpt_path=...)) and resume (fit(ckpt_path=...)) reproduce a run exactly.
+
+    Dropout is off so that the resumed run, whose dropout RNG differs, can match bit for bit; the schedule's
+    length is pinned so that a 1-epoch and a 2-epoch trainer decay the learning rate identically.
+    Returns the checkpoint's size in bytes.
+    """
+    from pet_lightning import PETModule
+
+    def build():
+        module = PETModule(task="rte", strategy=strategy, learning_rate=learning_rate, weight_decay=0.1,
+                           warmup_ratio=0.0, init_seed=0, hidden_dropout=0.0)
+        module.optimizer_overrides = {"total_steps": 4}
+        return module
+
+    L.seed_everything(0)
+    whole = build()
+    whole_trainer = trainer(tmp_path / "whole", max_epochs=2, limit_val_batches=2)
+    whole_trainer.fit(whole, datamodule=rte_data(data_dir))
+
+    L.seed_everything(0)
+    first = build()
+    first_trainer = trainer(tmp_path / "first", max_epochs=1, limit_val_batches=2)
+    first_trainer.fit(first, datamodule=rte_data(data_dir))
+    path = tmp_path / "epoch1.ckpt"
+    first_trainer.save_checkpoint(path)
+    expected = first_trainer.validate(first, datamodule=rte_data(data_dir), verbose=False)[0]
+
+    reloaded = PETModule.load_from_checkpoint(path)
+    got = trainer(tmp_path, limit_val_batches=2).validate(reloaded, datamodule=rte_data(data_dir), verbose=False)[0]
+    assert got == expected
+    for name, p in first.model.named_parameters():
+        assert torch.equal(p, dict(reloaded.model.named_parameters())[name]), name
+    got = trainer(tmp_path, limit_val_batches=2).validate(build(), datamodule=rte_data(data_dir), ckpt_path=path,
+                                                          verbose=False)[0]
+    assert got == expected
+
+    L.seed_everything(0)
+    resumed = build()
+    resumed_trainer = trainer(tmp_path / "resumed", max_epochs=2, limit_val_batches=2)
+    resumed_trainer.fit(resumed, datamodule=rte_data(data_dir), ckpt_path=path)
+    whole_params = dict(whole.model.named_parameters())
+    for name, p in resumed.model.named_parameters():
+        assert torch.equal(p, whole_params[name]), f"{name} differs after resuming"
+    for key in ("val/loss", "val/accuracy"):
+        assert torch.equal(resumed_trainer.callback_metrics[key], whole_trainer.callback_metrics[key]), key
+    return path.stat().st_size

@@ -1,0 +1,223 @@
+"""LoRA, prefix, prompt and IA3 through peft: what trains, counts, errors, training, checkpoints and resume."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+from peft import PeftModel
+from peft.utils.other import ModulesToSaveWrapper
+from transformers import BertConfig, RobertaConfig
+
+from pet_lightning import GlueDataModule, PETModule
+from pet_lightning.backbones import build_from_config, load_backbone
+from pet_lightning.strategies import StrategyError, build_strategy
+from pet_lightning.tasks import get_task
+from tests.strategies.conftest import FFN, HIDDEN, MINILM_LAYERS, MINILM_TOTAL, tiny_model, trainer
+
+HEAD_COPY = {"base_model.model.classifier.modules_to_save.default.weight",
+             "base_model.model.classifier.modules_to_save.default.bias"}
+PROMPT_HEAD = {"base_model.classifier.modules_to_save.default.weight",
+               "base_model.classifier.modules_to_save.default.bias"}
+
+
+def lora_names(r_modules=("query", "value")) -> set[str]:
+    return {
+        f"base_model.model.bert.encoder.layer.{i}.attention.self.{m}.lora_{ab}.default.weight"
+        for i in range(MINILM_LAYERS) for m in r_modules for ab in "AB"
+    }
+
+
+def ia3_names() -> set[str]:
+    parts = ("attention.self.key", "attention.self.value", "attention.output.dense", "output.dense")
+    return {f"base_model.model.bert.encoder.layer.{i}.{p}.ia3_l.default" for i in range(MINILM_LAYERS) for p in parts}
+
+
+# name -> (settings, method tensor names, head names, trainable count on MiniLM)
+CASES = {
+    "lora": ({"r": 8}, lora_names(), HEAD_COPY, MINILM_LAYERS * 2 * 2 * 8 * HIDDEN),
+    "ia3": ({}, ia3_names(), HEAD_COPY, MINILM_LAYERS * (3 * HIDDEN + FFN)),
+    "prefix": ({"num_virtual_tokens": 10}, {"prompt_encoder.default.embedding.weight"}, PROMPT_HEAD,
+               10 * MINILM_LAYERS * 2 * HIDDEN),
+    "prompt": ({"num_virtual_tokens": 10}, {"prompt_encoder.default.embedding.weight"}, PROMPT_HEAD, 10 * HIDDEN),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_trainable_set_is_exactly_method_tensors_plus_head(minilm, name):
+    settings, method, head, count = CASES[name]
+    report = build_strategy(name, **settings).apply(minilm)
+    assert isinstance(report.model, PeftModel)
+    trainable = {n for n, p in report.model.named_parameters() if p.requires_grad}
+    assert trainable == method | head == set(report.trainable_names)
+    assert set(report.head_names) == head
+    assert report.trainable == count
+    assert report.total == MINILM_TOTAL
+    assert report.head == HIDDEN * 2 + 2
+    original = report.model.get_base_model().classifier.original_module
+    assert not any(p.requires_grad for p in original.parameters()), "the original head copy must stay frozen"
+
+
+def test_prefix_projection_trains_the_mlp_too(minilm):
+    report = build_strategy("prefix", num_virtual_tokens=10, projection=True, projection_hidden_size=32).apply(minilm)
+    names = {n for n, p in report.model.named_parameters() if p.requires_grad} - PROMPT_HEAD
+    width = MINILM_LAYERS * 2 * HIDDEN
+    assert names == {"prompt_encoder.default.embedding.weight", "prompt_encoder.default.transform.0.weight",
+                     "prompt_encoder.default.transform.0.bias", "prompt_encoder.default.transform.2.weight",
+                     "prompt_encoder.default.transform.2.bias"}
+    assert report.trainable == 10 * HIDDEN + (HIDDEN * 32 + 32) + (32 * width + width)
+
+
+def test_lora_r8_on_query_value_of_roberta_base_is_294912():
+    report = build_strategy("lora", r=8, alpha=16, dropout=0.1).apply(build_from_config(RobertaConfig(), get_task("rte")))
+    assert report.trainable == 294_912
+    assert report.total == sum(p.numel() for n, p in report.model.named_parameters()
+                               if ".roberta." in n and "lora_" not in n)
+
+
+def test_ia3_scales_of_bert_base_and_per_architecture_lora_defaults():
+    report = build_strategy("ia3").apply(build_from_config(BertConfig(), get_task("rte")))
+    assert report.trainable == 12 * (3 * 768 + 3072)
+    expected = {"roberta": "query", "deberta-v2": "query_proj", "electra": "query", "distilbert": "q_lin"}
+    for family, query in expected.items():
+        report = build_strategy("lora", r=2).apply(tiny_model(family))
+        lora = [n for n in report.trainable_names if "lora_A" in n]
+        assert len(lora) == 4 and sum(f".{query}.lora_A" in n for n in lora) == 2, (family, lora)
+
+
+def test_multiple_choice_prefix_wraps_the_encoder_and_runs():
+    module = PETModule(task="copa", strategy={"name": "prefix", "num_virtual_tokens": 4})
+    hf = module.model
+    assert type(hf).__name__ == "BertForMultipleChoice" and isinstance(hf.bert, PeftModel)
+    assert set(module.report.trainable_names) == {"bert.prompt_encoder.default.embedding.weight",
+                                                  "classifier.weight", "classifier.bias"}
+    ids = torch.randint(1000, 2000, (3, 2, 9))
+    logits = module({"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)})
+    assert logits.shape == (3, 2)
+
+
+@pytest.mark.parametrize("name", ["lora", "prefix"])
+def test_remove_returns_the_plain_model_with_the_trained_head(minilm, name):
+    strategy = build_strategy(name, **CASES[name][0])
+    report = strategy.apply(minilm)
+    trained_head = report.model.get_base_model().classifier.modules_to_save["default"]
+    with torch.no_grad():
+        trained_head.weight.add_(1.0)
+    plain = strategy.remove(report.model)
+    assert type(plain).__name__ == "BertForSequenceClassification"
+    assert not any(isinstance(m, ModulesToSaveWrapper) for m in plain.modules())
+    fresh = load_backbone("minilm", get_task("rte"))
+    assert [n for n, _ in plain.named_parameters()] == [n for n, _ in fresh.named_parameters()]
+    assert plain.classifier is trained_head
+    # The plain model takes another strategy (two-stage training).
+    assert build_strategy("bitfit").apply(plain).trainable > 0
+
+
+def test_bad_settings_are_one_line_errors(minilm):
+    with pytest.raises(StrategyError, match=r"lora r=0: the rank must be a positive integer") as err:
+        build_strategy("lora", r=0)
+    assert "\n" not in str(err.value)
+    with pytest.raises(StrategyError, match=r"target module qkv does not exist in BertForSequenceClassification") as err:
+        build_strategy("lora", target_modules=["query", "qkv"]).apply(minilm)
+    assert "\n" not in str(err.value)
+    with pytest.raises(StrategyError, match="num_virtual_tokens=0"):
+        build_strategy("prompt", num_virtual_tokens=0)
+
+
+def test_prefix_longer_than_max_length_fails_at_fit_start(tmp_path, data_dir):
+    dm = GlueDataModule(task="rte", data_dir=data_dir, batch_size=8, max_length=16, train_subset=16)
+    module = PETModule(task="rte", strategy={"name": "prefix", "num_virtual_tokens": 20})
+    with pytest.raises(StrategyError, match=r"num_virtual_tokens=20 is longer than the data's max_length=16") as err:
+        trainer(tmp_path, fast_dev_run=1).fit(module, datamodule=dm)
+    assert "\n" not in str(err.value)
+
+
+def test_ia3_under_bf16_true_warns_that_scales_will_not_move(tmp_path, data_dir):
+    dm = GlueDataModule(task="rte", data_dir=data_dir, batch_size=4, max_length=32, train_subset=8)
+    module = PETModule(task="rte", strategy="ia3")
+    with pytest.warns(UserWarning, match="ia3 under bf16-true.*will not move"):
+        trainer(tmp_path, fast_dev_run=1, precision="bf16-true").fit(module, datamodule=dm)
+
+
+def test_optimizer_groups_give_the_head_and_the_method_their_own_learning_rates():
+    module = PETModule(task="rte", strategy="lora", learning_rate=1e-3, head_learning_rate=5e-3)
+    groups = module.parameter_groups(1e-3, 5e-3)
+    by_id = {id(p): g for g in groups for p in g["params"]}
+    named = dict(module.model.named_parameters())
+    assert set(by_id) == {id(named[n]) for n in module.report.trainable_names}
+    for name in module.report.trainable_names:
+        assert by_id[id(named[name])]["lr"] == (5e-3 if name in HEAD_COPY else 1e-3), name
+
+
+LEARNING_RATES = {"lora": 2e-3, "ia3": 2e-2, "prefix": 1e-2, "prompt": 3e-2}
+
+
+def _mean_loss(module: PETModule, batches) -> float:
+    module.eval()
+    with torch.no_grad():
+        return sum(float(module.loss(module(b), b["label"])) for b in batches) / len(batches)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_fifty_real_steps_lower_the_loss_and_move_the_method_tensors(tmp_path, data_dir, name):
+    L.seed_everything(0)
+    dm = GlueDataModule(task="rte", data_dir=data_dir, batch_size=8, max_length=64, train_subset=80)
+    dm.setup("fit")
+    module = PETModule(task="rte", strategy={"name": name, **CASES[name][0]}, learning_rate=LEARNING_RATES[name],
+                       head_learning_rate=1e-3, warmup_ratio=0.0, init_seed=0)
+    batches = list(dm.train_dataloader())
+    before = _mean_loss(module, batches)
+    method = {n: p.detach().clone() for n, p in module.model.named_parameters() if n in CASES[name][1]}
+    module.train()
+    trainer(tmp_path, max_steps=50, limit_val_batches=0).fit(module, datamodule=dm)
+    after = _mean_loss(module, batches)
+    assert after < before - 0.02, (before, after)
+    moved = {n: float((p - method[n]).abs().max()) for n, p in module.model.named_parameters() if n in method}
+    assert all(v > 0 for v in moved.values()), moved
+
+
+@pytest.mark.parametrize("name", ["lora", "prefix"])
+def test_checkpoint_holds_method_and_head_and_reloads_identical_logits(tmp_path, data_dir, name):
+    L.seed_everything(0)
+    dm = GlueDataModule(task="rte", data_dir=data_dir, batch_size=8, max_length=64, train_subset=16)
+    module = PETModule(task="rte", strategy={"name": name, **CASES[name][0]}, learning_rate=1e-2)
+    run = trainer(tmp_path, max_steps=2, limit_val_batches=0, precision="32-true")
+    run.fit(module, datamodule=dm)
+    path = tmp_path / "method.ckpt"
+    run.save_checkpoint(path)
+    checkpoint = torch.load(path, weights_only=False)
+    _, method, head, _ = CASES[name]
+    assert set(checkpoint["state_dict"]) == {f"model.{n}" for n in method | head}
+    restored = PETModule.load_from_checkpoint(path)
+    batch = next(iter(dm.val_dataloader()))
+    module.eval()
+    restored.eval()
+    with torch.no_grad():
+        assert torch.equal(module(batch), restored(batch))
+
+
+def _fit(tmp_path, data_dir, strategy: dict, max_epochs: int, ckpt_path=None) -> tuple[PETModule, L.Trainer]:
+    L.seed_everything(3)
+    dm = GlueDataModule(task="rte", data_dir=data_dir, batch_size=8, max_length=48, train_subset=24, order_seed=3)
+    module = PETModule(task="rte", strategy=strategy, learning_rate=5e-3, head_learning_rate=1e-3,
+                       warmup_ratio=0.2, init_seed=1)
+    run = trainer(tmp_path, max_epochs=max_epochs, limit_val_batches=0, precision="32-true")
+    run.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    return module, run
+
+
+def assert_resume_equals_uninterrupted(tmp_path, data_dir, strategy: dict) -> None:
+    whole, _ = _fit(tmp_path / "whole", data_dir, strategy, max_epochs=2)
+    _, first = _fit(tmp_path / "first", data_dir, strategy, max_epochs=1)
+    first.save_checkpoint(tmp_path / "epoch1.ckpt")
+    resumed, second = _fit(tmp_path / "second", data_dir, strategy, max_epochs=2, ckpt_path=tmp_path / "epoch1.ckpt")
+    assert second.global_step == 6
+    expected = dict(whole.model.named_parameters())
+    for name in whole.report.trainable_names:
+        assert torch.equal(dict(resumed.model.named_parameters())[name], expected[name]), name
+    opt_whole, opt_resumed = whole.optimizers().optimizer, resumed.optimizers().optimizer
+    assert [g["lr"] for g in opt_whole.param_groups] == [g["lr"] for g in opt_resumed.param_groups]
+
+
+def test_lora_resume_equals_uninterrupted(tmp_path, data_dir):
+    assert_resume_equals_uninterrupted(tmp_path, data_dir, {"name": "lora", "r": 4})
