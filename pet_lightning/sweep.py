@@ -222,7 +222,9 @@ def _parse_methods(methods: Any, path: str | Path) -> dict[str, MethodSpec]:
         try:
             parsed[name] = MethodSpec(name=name, **settings)
         except TypeError as err:
-            raise SweepError(f"{path}: method {name!r}: {err}; use strategy, config, overrides, optional_config") from None
+            raise SweepError(
+                f"{path}: method {name!r}: {err}; use strategy, config, overrides, optional_config"
+            ) from None
     return parsed
 
 
@@ -623,6 +625,9 @@ def run_sweep(config_path: str, filters: dict[str, list[str]] | None = None, wor
     todo = [run for run in runs if run.run_id not in done]
     print(f"[{sweep.name}] {len(runs)} runs, {len(runs) - len(todo)} already finished, {len(todo)} to do; "
           f"results: {sweep.results_path}", flush=True)
+    if sweep.protocol == "standard":
+        print(f"[{sweep.name}] WARNING: protocol standard selects and reports on the same dev set; every result is "
+              "marked leaky. Use dev_split or train_holdout for honest numbers.", file=sys.stderr, flush=True)
     if not todo:
         return 0
     if worker or sweep.workers == 1:
@@ -657,7 +662,8 @@ def status(config_path: str) -> int:
     done = finished_ids(sweep.results_path)
     claims = Path(sweep.out) / "claims"
     for run in plan_runs(sweep):
-        state = "finished" if run.run_id in done else "claimed" if (claims / f"{run.run_id}.claim").exists() else "pending"
+        claimed = (claims / f"{run.run_id}.claim").exists()
+        state = "finished" if run.run_id in done else "claimed" if claimed else "pending"
         print(f"{state:8s} {run.run_id} init_seed={run.init_seed} order_seed={run.order_seed}")
     return 0
 

@@ -94,7 +94,8 @@ def test_boundary_restores_pretrained_backbone_keeps_head_and_rebuilds_optimizer
 
     # Stage 1 did train: the head moved, and BitFit moved backbone biases (which must then go back).
     assert any(not torch.equal(initial_head[n], p) for n, p in seen["stage1_head"].items())
-    stage1_moved = [k for k, v in seen["stage1_backbone"].items() if k in pretrained and not torch.equal(v, pretrained[k])]
+    stage1_moved = [k for k, v in seen["stage1_backbone"].items()
+                    if k in pretrained and not torch.equal(v, pretrained[k])]
     if stage1 == "bitfit":
         assert stage1_moved and all(k.endswith("bias") for k in stage1_moved)
     # At the boundary: every backbone tensor (buffers included) is the pretrained one, bit for bit ...

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 
 from pet_lightning.data import DataError, GlueDataModule, SuperGlueDataModule
 from pet_lightning.data.formulations import FORMULATIONS
 from pet_lightning.data.superglue import token_f1
+from pet_lightning.module import PETModule
 from pet_lightning.tasks import get_task
 
 # Official row counts (train, val, test) as in ../shared/data/MANIFEST.md; MultiRC counts answer options.
@@ -276,3 +278,58 @@ def test_bad_rows_are_one_line_errors(tmp_path):
     )
     with pytest.raises(DataError, match="span2_index 9 is outside the text's 2 words"):
         SuperGlueDataModule(task="wsc", data_dir=str(tmp_path)).load_examples("validation")
+
+
+def _trainer(**kwargs) -> L.Trainer:
+    settings = dict(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    return L.Trainer(**{**settings, **kwargs})
+
+
+def test_copa_trains_end_to_end_with_a_multiple_choice_head(data_dir):
+    from transformers import BertForMultipleChoice
+
+    dm = SuperGlueDataModule(task="copa", data_dir=data_dir, max_length=32, batch_size=4, train_subset=8)
+    model = PETModule(task="copa", strategy="full", learning_rate=1e-4, init_seed=0)
+    assert isinstance(model.model, BertForMultipleChoice) and model.model.classifier.out_features == 1
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    with torch.no_grad():
+        logits = model(batch)
+    assert logits.shape == (4, 2)  # one score per choice
+    loss = model.loss(logits, batch["label"])
+    assert float(loss) == pytest.approx(float(torch.nn.functional.cross_entropy(logits, batch["label"])))
+    before = model.model.classifier.weight.detach().clone()
+    trainer = _trainer(max_steps=2, limit_val_batches=1)
+    trainer.fit(model, datamodule=dm)
+    assert not torch.equal(before, model.model.classifier.weight)
+    assert 0.0 <= float(trainer.callback_metrics["val/accuracy"]) <= 1.0
+
+
+def test_record_validates_end_to_end_from_the_logits(tmp_path):
+    rows = [record_row(0, ["Ann Lee"]), record_row(1, ["Bob Ray"]), record_row(2, ["Paris", "Bob"])]
+    _write_jsonl(tmp_path / "superglue/ReCoRD/val.jsonl", rows)
+    _write_jsonl(tmp_path / "superglue/ReCoRD/train.jsonl", rows)
+    dm = SuperGlueDataModule(task="record", data_dir=str(tmp_path), max_length=32, batch_size=2)
+    model = PETModule(task="record", strategy="frozen", init_seed=0)
+    metrics = _trainer().validate(model, datamodule=dm, verbose=False)[0]
+    # The same figures by hand from the model's logits: per query, the candidate with the largest margin.
+    features = dm.datasets["val"]["validation"].features
+    model.eval()
+    with torch.no_grad():
+        logits = model(dm.collator(features)).float()
+    margin = (logits[:, 1] - logits[:, 0]).tolist()
+    chosen = [
+        max((i for i in range(len(features)) if features[i]["group"] == g), key=lambda i: margin[i]) for g in range(3)
+    ]
+    f1 = sum(features[i]["answer_f1"] for i in chosen) / 3
+    em = sum(features[i]["answer_em"] for i in chosen) / 3
+    assert metrics["val/record_f1"] == pytest.approx(f1, abs=1e-6)
+    assert metrics["val/record_em"] == pytest.approx(em, abs=1e-6)
+    assert metrics["val/headline"] == pytest.approx((f1 + em) / 2, abs=1e-6)

@@ -69,7 +69,8 @@ def test_prefix_projection_trains_the_mlp_too(minilm):
 
 
 def test_lora_r8_on_query_value_of_roberta_base_is_294912():
-    report = build_strategy("lora", r=8, alpha=16, dropout=0.1).apply(build_from_config(RobertaConfig(), get_task("rte")))
+    roberta_base = build_from_config(RobertaConfig(), get_task("rte"))
+    report = build_strategy("lora", r=8, alpha=16, dropout=0.1).apply(roberta_base)
     assert report.trainable == 294_912
     assert report.total == sum(p.numel() for n, p in report.model.named_parameters()
                                if ".roberta." in n and "lora_" not in n)
@@ -92,7 +93,8 @@ def test_multiple_choice_prefix_wraps_the_encoder_and_runs():
     assert set(module.report.trainable_names) == {"bert.prompt_encoder.default.embedding.weight",
                                                   "classifier.weight", "classifier.bias"}
     ids = torch.randint(1000, 2000, (3, 2, 9))
-    logits = module({"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)})
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
+    logits = module(batch)
     assert logits.shape == (3, 2)
 
 
@@ -117,7 +119,7 @@ def test_bad_settings_are_one_line_errors(minilm):
     with pytest.raises(StrategyError, match=r"lora r=0: the rank must be a positive integer") as err:
         build_strategy("lora", r=0)
     assert "\n" not in str(err.value)
-    with pytest.raises(StrategyError, match=r"target module qkv does not exist in BertForSequenceClassification") as err:
+    with pytest.raises(StrategyError, match=r"target module qkv does not exist in BertForSequence") as err:
         build_strategy("lora", target_modules=["query", "qkv"]).apply(minilm)
     assert "\n" not in str(err.value)
     with pytest.raises(StrategyError, match="num_virtual_tokens=0"):

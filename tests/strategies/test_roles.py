@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from torch import nn
 
 from pet_lightning.strategies import StrategyError, build_strategy
@@ -48,7 +49,8 @@ def test_roles_match_each_family_module_names(family):
 
 # Hand counts for hidden 16, FFN 32, 2 layers: a 16x16 linear has 272 parameters, the FFN 16*32+32+32*16+16.
 @pytest.mark.parametrize(
-    ("family", "attention_linears"), [("bert", 4), ("roberta", 4), ("deberta-v2", 6), ("electra", 4), ("distilbert", 4)]
+    ("family", "attention_linears"),
+    [("bert", 4), ("roberta", 4), ("deberta-v2", 6), ("electra", 4), ("distilbert", 4)],
 )
 def test_strategy_counts_on_tiny_models_of_each_family(family, attention_linears):
     model = tiny_model(family)
@@ -100,7 +102,7 @@ def test_strategy_that_selects_nothing_names_strategy_and_model():
     for layer in model.bert.encoder.layer:
         layer.attention.output.LayerNorm = nn.Identity()
         layer.output.LayerNorm = nn.Identity()
-    with pytest.raises(StrategyError, match=r"strategy 'layernorm' selects no parameter in BertForSequenceClassification"):
+    with pytest.raises(StrategyError, match=r"'layernorm' selects no parameter in BertForSequenceClassification"):
         build_strategy("layernorm").apply(model)
 
 
@@ -125,3 +127,32 @@ def test_bad_settings_are_one_line_errors(name, settings, problem):
 def test_top_k_beyond_the_model_depth_is_an_error(minilm):
     with pytest.raises(StrategyError, match=r"k=7 exceeds the 6 layers of BertForSequenceClassification"):
         build_strategy("top_k_layers", k=7).apply(minilm)
+
+
+def test_bert_base_percent_reproduces_transferability_table_1():
+    """bert-base-uncased's architecture (BertConfig() defaults, random init, no download): Table 1's %Param."""
+    from transformers import BertConfig
+
+    from pet_lightning.backbones import build_from_config
+    from pet_lightning.tasks import get_task
+
+    torch.manual_seed(0)
+    model = build_from_config(BertConfig(), get_task("rte"))
+    rows = {
+        "Feed-Forward": ("ffn", {}),
+        "Multi-Head": ("attention", {}),
+        "LayerNorms": ("layernorm", {}),
+        "LayerNorms_A": ("layernorm", {"where": "attention"}),
+        "LayerNorms_F": ("layernorm", {"where": "ffn"}),
+        "Random": ("random", {}),
+        "Frozen": ("frozen", {}),
+    }
+    percent = {}
+    for row, (name, settings) in rows.items():
+        strategy = build_strategy(name, **settings)
+        report = strategy.apply(model)
+        assert report.total == 109_482_240
+        percent[row] = round(report.percent, 2)
+        strategy.remove(model)
+    assert percent == {"Feed-Forward": 51.76, "Multi-Head": 25.89, "LayerNorms": 0.03, "LayerNorms_A": 0.02,
+                       "LayerNorms_F": 0.02, "Random": 0.03, "Frozen": 0.0}

@@ -1,0 +1,134 @@
+"""Reports from results files with known numbers; the t-test against scipy."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+from scipy import stats
+
+from pet_lightning.cli import EXTRA_COMMANDS, main
+from pet_lightning.report import build_report, log_to_wandb, table2, table3, welch_t_test, write_report
+from pet_lightning.sweep import SweepError
+
+SEEDS = [1111, 2222, 3333, 4444, 5555]
+# Scores x 100 per (task, method): cb is a low-resource task, rte a medium one.
+KNOWN = {
+    ("cb", "full"): [80, 82, 84, 86, 88],  # mean 84, std sqrt(10) = 3.16
+    ("cb", "bitfit"): [70, 71, 72, 73, 74],  # mean 72, std 1.58: significantly worse
+    ("cb", "lora"): [84, 85, 86, 87, 88],  # mean 86: better, but not significantly
+    ("rte", "full"): [60, 61, 62, 63, 64],  # mean 62
+    ("rte", "bitfit"): [66, 67, 68, 69, 70],  # mean 68: significantly better
+    ("rte", "lora"): [61, 61, 62, 63, 63],  # mean 62
+}
+
+
+def _read_csv(path) -> list[dict]:
+    with open(path, encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _records(leaky: bool = False) -> list[dict]:
+    records = []
+    for (task, method), scores in KNOWN.items():
+        for seed, score in zip(SEEDS, scores):
+            records.append({"run_id": f"{task}.{method}.both.{seed}", "task": task, "method": method, "seed": seed,
+                            "seed_mode": "both", "score": score / 100, "headline": "accuracy", "steps": 100 + seed % 7,
+                            "best_step": 50, "leaky": leaky})
+    # Table 4 rows: cb/full with only the init seed or only the order seed varying.
+    for mode, scores in (("init", [83, 84, 85, 84, 84]), ("order", [78, 90, 84, 81, 87])):
+        for seed, score in zip(SEEDS, scores):
+            records.append({"run_id": f"cb.full.{mode}.{seed}", "task": "cb", "method": "full", "seed": seed,
+                            "seed_mode": mode, "score": score / 100, "headline": "accuracy", "steps": 100,
+                            "best_step": 50, "leaky": leaky})
+    return records
+
+
+@pytest.mark.parametrize("alternative", ["greater", "less", "two-sided"])
+@pytest.mark.parametrize(("a", "b"), [([1.0, 2.0, 3.5, 4.0], [2.0, 2.5, 2.7]),
+                                      ([70, 71, 72, 73, 74], [80, 82, 84, 86, 88]),
+                                      ([0.61, 0.64, 0.59, 0.66, 0.60, 0.63], [0.58, 0.57, 0.62])])
+def test_welch_t_test_equals_scipy(a, b, alternative):
+    t, _, p = welch_t_test(a, b, alternative)
+    expected = stats.ttest_ind(a, b, equal_var=False, alternative=alternative)
+    assert t == pytest.approx(expected.statistic, rel=1e-12)
+    assert p == pytest.approx(expected.pvalue, rel=1e-9)
+
+
+def test_welch_t_test_needs_two_values_per_side():
+    with pytest.raises(ValueError, match="at least 2 values per side"):
+        welch_t_test([1.0], [1.0, 2.0])
+    assert all(math.isnan(x) for x in welch_t_test([1.0, 1.0], [1.0, 1.0]))
+
+
+def test_table2_cells_marks_and_group_averages():
+    header, rows, csv_rows = table2(build_report(_records()))
+    assert header == ["task", "group", "metric", "full", "bitfit", "lora"]
+    cells = {row[0]: row[3:] for row in rows}
+    assert cells["cb"] == ["84.0 ± 3.2", "72.0 ± 1.6↓", "86.0 ± 1.6"]
+    assert cells["rte"] == ["62.0 ± 1.6", "68.0 ± 1.6↑", "62.0 ± 1.0"]
+    assert cells["avg low (<1k)"] == ["84.0", "72.0", "86.0"]
+    assert cells["avg medium (<10k)"] == ["62.0", "68.0", "62.0"]
+    bitfit_cb = next(r for r in csv_rows if r["task"] == "cb" and r["method"] == "bitfit")
+    scipy_p = stats.ttest_ind(KNOWN[("cb", "bitfit")], KNOWN[("cb", "full")], equal_var=False, alternative="less")
+    assert bitfit_cb["p_less_than_baseline"] == pytest.approx(scipy_p.pvalue)
+    assert bitfit_cb["max"] == 74 and bitfit_cb["n"] == 5
+
+
+def test_table3_trends_per_resource_group():
+    header, rows, _ = table3(build_report(_records()))
+    assert header == ["method", "low (<1k)", "medium (<10k)"]
+    assert rows == [["bitfit", "↘", "↗"], ["lora", "→", "→"]]
+
+
+def test_report_files_render_with_known_numbers(tmp_path):
+    results = tmp_path / "results.jsonl"
+    results.write_text("".join(json.dumps(r) + "\n" for r in _records()), encoding="utf-8")
+    assert "report" in EXTRA_COMMANDS
+    assert main(["report", str(results), "--out", str(tmp_path / "out")]) == 0
+    out = tmp_path / "out"
+    table4 = (out / "table4.md").read_text(encoding="utf-8")
+    # std of [83,84,85,84,84] = 0.71, of [78,90,84,81,87] = 4.74, of [80..88] = 3.16
+    assert "| cb | full | 3.16 (n=5) | 0.71 (n=5) | 4.74 (n=5) |" in table4
+    upper = _read_csv(out / "upper_bound.csv")
+    cb_full = next(r for r in upper if r["task"] == "cb" and r["method"] == "full")
+    assert float(cb_full["max"]) == 88 and float(cb_full["mean"]) == 84 and float(cb_full["gap"]) == 4
+    assert "| cb | full | 5 | 84.0 | 88.0 | 4.0 |" in (out / "upper_bound.md").read_text(encoding="utf-8")
+    for figure in ("figure4_seed_distributions.png", "figure5_densities.png"):
+        data = (out / figure).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    page = (out / "report.md").read_text(encoding="utf-8")
+    assert "LEAKY" not in page and "84.0 ± 3.2" in page and "figure4_seed_distributions.png" in page
+
+
+def test_leaky_runs_are_flagged(tmp_path):
+    paths = write_report(_records(leaky=True), tmp_path)
+    assert "84.0 ± 3.2†" in paths["table2"].read_text(encoding="utf-8")
+    assert "LEAKY" in paths["report"].read_text(encoding="utf-8")
+    rows = _read_csv(paths["table2_csv"])
+    assert rows[0]["leaky"] == "True"
+
+
+def test_corrupt_results_line_is_named(tmp_path, capsys):
+    results = tmp_path / "results.jsonl"
+    results.write_text(json.dumps(_records()[0]) + "\n{broken\n", encoding="utf-8")
+    assert main(["report", str(results), "--out", str(tmp_path / "out")]) == 2
+    assert "results.jsonl:2: not a JSON line" in capsys.readouterr().err
+    with pytest.raises(SweepError, match="no finished runs"):
+        build_report([])
+
+
+def test_figures_and_tables_go_to_wandb(tmp_path):
+    import wandb
+
+    class FakeRun:
+        def log(self, payload):
+            self.payload = payload
+
+    run = FakeRun()
+    log_to_wandb(write_report(_records(), tmp_path), run)
+    assert isinstance(run.payload["figure4"], wandb.Image) and isinstance(run.payload["figure5"], wandb.Image)
+    assert isinstance(run.payload["table2"], wandb.Table)
+    assert run.payload["table2"].columns[:4] == ["task", "group", "metric", "method"]
