@@ -30,6 +30,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -648,12 +649,22 @@ def _spawn_workers(config_path: str, filters: dict[str, list[str]], count: int) 
         for value in values:
             command += [f"--{key.replace('_', '-')}", value]
     children = [subprocess.Popen(command) for _ in range(count)]
+
+    def stop(signum: int, frame: object) -> None:
+        # Killing the sweep kills its workers; their claims then go stale and are taken over on resume.
+        for child in children:
+            child.terminate()
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
         return sum(1 for child in children if child.wait() != 0)
     except KeyboardInterrupt:
         for child in children:
             child.terminate()
         raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def status(config_path: str) -> int:

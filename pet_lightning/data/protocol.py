@@ -7,7 +7,11 @@ selection and reporting examples apart:
 * ``standard``: select and report on the official dev set. Leaky; every report marks it so.
 * ``dev_split``: the official dev set is split in two label-stratified halves with a fixed seed; one half
   selects, the other is reported (``swap`` exchanges them, the study's "1-2" and "2-2" settings).
-* ``train_holdout``: a fixed 10% of train selects; the official dev set is reported.
+* ``train_holdout``: a fixed 10% of train selects; the official dev set is reported. Without an official train
+  split, half of dev is reported and the other half is cut into train and a selection set.
+
+``train_subset`` (with ``subset_seed``) then keeps a fixed random subset of the training examples. Every split is
+a pure function of the data and its seed, so all runs and all machines see the same examples.
 """
 
 from __future__ import annotations

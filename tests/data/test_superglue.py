@@ -333,3 +333,20 @@ def test_record_validates_end_to_end_from_the_logits(tmp_path):
     assert metrics["val/record_f1"] == pytest.approx(f1, abs=1e-6)
     assert metrics["val/record_em"] == pytest.approx(em, abs=1e-6)
     assert metrics["val/headline"] == pytest.approx((f1 + em) / 2, abs=1e-6)
+
+
+def test_short_real_fine_tune_on_cb_beats_the_majority_class(data_dir):
+    """Full fine-tuning of the offline MiniLM for 3 epochs on CB's 250 training examples (max_length 64)."""
+    L.seed_everything(0)
+    dm = SuperGlueDataModule(task="cb", data_dir=data_dir, max_length=64, batch_size=16, order_seed=0)
+    model = PETModule(task="cb", strategy="full", learning_rate=1e-4, warmup_ratio=0.1, init_seed=0)
+    trainer = _trainer(max_epochs=3, precision="bf16-mixed", check_val_every_n_epoch=3)
+    trainer.fit(model, datamodule=dm)
+    val = dm.plan.selection["validation"]
+    train_labels = [e["label"] for e in dm.plan.train]
+    majority = max(set(train_labels), key=train_labels.count)
+    majority_accuracy = sum(e["label"] == majority for e in val) / len(val)  # 28 / 56 contradiction
+    assert majority_accuracy == pytest.approx(0.5)
+    # The majority class scores macro-F1 (2/3) / 3 on val, so the headline mean is (0.5 + 2/9) / 2 = 0.361.
+    assert float(trainer.callback_metrics["val/accuracy"]) > majority_accuracy
+    assert float(trainer.callback_metrics["val/headline"]) > (0.5 + 2 / 9) / 2

@@ -62,14 +62,14 @@ def trainer(tmp_path, **kwargs) -> L.Trainer:
 
 def train_briefly(data_dir: str, tmp_path, strategy, *, learning_rate: float = 1e-3, weight_decay: float = 0.1,
                   epochs: int = 1):
-    """A few real AdamW steps on RTE (32 examples, batch 16); returns (module, parameters before, changed names).
+    """Two real AdamW steps on RTE (see :func:`rte_data`); returns (module, parameters before, changed names).
 
     Weight decay is on (0.1) so that a frozen element moved by decay would show.
     """
-    from pet_lightning import GlueDataModule, PETModule
+    from pet_lightning import PETModule
 
     L.seed_everything(0)
-    data = GlueDataModule(task="rte", data_dir=data_dir, batch_size=16, max_length=64, train_subset=32)
+    data = rte_data(data_dir)
     module = PETModule(task="rte", strategy=strategy, learning_rate=learning_rate, weight_decay=weight_decay,
                        warmup_ratio=0.0, init_seed=0)
     before = {name: p.detach().clone() for name, p in module.model.named_parameters()}
@@ -80,9 +80,11 @@ def train_briefly(data_dir: str, tmp_path, strategy, *, learning_rate: float = 1
 
 
 def rte_data(data_dir: str):
+    """Real RTE kept tiny for CI: 16 training examples in batches of 8 (2 steps an epoch), 32 tokens."""
     from pet_lightning import GlueDataModule
 
-    return GlueDataModule(task="rte", data_dir=data_dir, batch_size=16, max_length=64, train_subset=32, order_seed=0)
+    return GlueDataModule(task="rte", data_dir=data_dir, batch_size=8, eval_batch_size=16, max_length=32,
+                          train_subset=16, order_seed=0)
 
 
 def check_reload_and_resume(data_dir: str, tmp_path, strategy, learning_rate: float = 1e-3) -> int:
@@ -102,29 +104,29 @@ def check_reload_and_resume(data_dir: str, tmp_path, strategy, learning_rate: fl
 
     L.seed_everything(0)
     whole = build()
-    whole_trainer = trainer(tmp_path / "whole", max_epochs=2, limit_val_batches=2)
+    whole_trainer = trainer(tmp_path / "whole", max_epochs=2, limit_val_batches=1)
     whole_trainer.fit(whole, datamodule=rte_data(data_dir))
 
     L.seed_everything(0)
     first = build()
-    first_trainer = trainer(tmp_path / "first", max_epochs=1, limit_val_batches=2)
+    first_trainer = trainer(tmp_path / "first", max_epochs=1, limit_val_batches=1)
     first_trainer.fit(first, datamodule=rte_data(data_dir))
     path = tmp_path / "epoch1.ckpt"
     first_trainer.save_checkpoint(path)
     expected = first_trainer.validate(first, datamodule=rte_data(data_dir), verbose=False)[0]
 
     reloaded = PETModule.load_from_checkpoint(path)
-    got = trainer(tmp_path, limit_val_batches=2).validate(reloaded, datamodule=rte_data(data_dir), verbose=False)[0]
+    got = trainer(tmp_path, limit_val_batches=1).validate(reloaded, datamodule=rte_data(data_dir), verbose=False)[0]
     assert got == expected
     for name, p in first.model.named_parameters():
         assert torch.equal(p, dict(reloaded.model.named_parameters())[name]), name
-    got = trainer(tmp_path, limit_val_batches=2).validate(build(), datamodule=rte_data(data_dir), ckpt_path=path,
+    got = trainer(tmp_path, limit_val_batches=1).validate(build(), datamodule=rte_data(data_dir), ckpt_path=path,
                                                           verbose=False)[0]
     assert got == expected
 
     L.seed_everything(0)
     resumed = build()
-    resumed_trainer = trainer(tmp_path / "resumed", max_epochs=2, limit_val_batches=2)
+    resumed_trainer = trainer(tmp_path / "resumed", max_epochs=2, limit_val_batches=1)
     resumed_trainer.fit(resumed, datamodule=rte_data(data_dir), ckpt_path=path)
     whole_params = dict(whole.model.named_parameters())
     for name, p in resumed.model.named_parameters():
