@@ -27,6 +27,7 @@ import json
 import math
 import os
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -149,6 +150,25 @@ class PeakMemory:
     @property
     def mb(self) -> float:
         return (self.peak - self.start) / 2**20
+
+
+def exact_rss_mode() -> bool:
+    """Make freed memory go back to the OS so RSS growth measures live memory (glibc only).
+
+    glibc keeps freed heap memory and raises its mmap threshold after large frees, so a run after another reuses
+    memory without growing RSS. A fixed 64 KiB threshold maps every large tensor separately and unmaps it on free.
+    It slows allocation, so it is switched on only after all timed runs, for the memory passes.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD
+        libc.malloc_trim(0)
+        return True
+    except (OSError, AttributeError):
+        return False
 
 
 def samples_per_s(ends: list[float], sizes: list[int], warmup: int, per_epoch: int) -> list[float]:
@@ -365,7 +385,7 @@ def _hf_model(settings: Settings, method: str):
 def run_hf_trainer(settings: Settings, work: Workload, method: str) -> Result:
     """Hugging Face Trainer (+ peft) on the same batches in the same order."""
     from torch.utils.data import SequentialSampler
-    from transformers import Trainer, TrainerCallback, TrainingArguments
+    from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
     per_epoch = settings.warmup + settings.steps
     ends: list[float] = []
@@ -397,6 +417,7 @@ def run_hf_trainer(settings: Settings, work: Workload, method: str) -> Result:
                 model=model, args=args, train_dataset=dataset, data_collator=_HFCollator(work.collator),
                 callbacks=[Ends()],
             )
+            trainer.remove_callback(PrinterCallback)  # it prints the final metrics dict
             trainer.train()
         trainer.save_model(Path(tmp) / "model")
         torch.save(trainer.optimizer.state_dict(), Path(tmp) / "optimizer.pt")
@@ -443,7 +464,7 @@ def run_scaling(settings: Settings) -> list[dict[str, Any]]:
     lengths = sorted(set(settings.scaling_lengths) | {settings.max_length})
     local = Settings(**{**asdict(settings), "steps": settings.scaling_steps, "warmup": 1, "repeats": 1})
     for strategy in ("full", "bitfit"):
-        if strategy not in STRATEGIES:
+        if strategy not in STRATEGIES or (settings.strategies and strategy not in settings.strategies):
             continue
         for length in lengths:
             step_s = run_ours(local, Workload(settings, max_length=length), strategy, {}, evaluate=False).step_s
@@ -455,6 +476,10 @@ def run_scaling(settings: Settings) -> list[dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------------------------------ printing
+def _progress(message: str) -> None:
+    print(f"  .. {message}", file=sys.stderr, flush=True)
+
+
 def _fmt(value: float | None, spec: str = ".1f") -> str:
     return "n/a" if value is None else format(value, spec)
 
@@ -516,6 +541,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
 
     began = time.perf_counter()
     print(f"pet_lightning benchmark: {settings.backbone} on RTE, batch {settings.batch_size}, max length "
@@ -527,41 +553,72 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     wanted = [row for row in STRATEGY_ROWS if not settings.strategies or row[1] in settings.strategies
               or row[0] in settings.strategies]
+    runnable = [row for row in wanted if row[1] in STRATEGIES]
+    methods = [m for m in TRAINER_METHODS if not settings.strategies or m in settings.strategies]
+
+    # 1. Timed runs (default allocator).
     ours: dict[str, Result] = {}
+    plain: dict[str, Result] = {}
+    theirs: dict[str, Result] = {}
     if "strategies" in settings.sections:
-        rows = []
-        for label, strategy, options, note in wanted:
-            if strategy not in STRATEGIES:
-                rows.append([label, "n/a (not registered)"] + [""] * 7)
-                continue
-            result = run_ours(
+        for label, strategy, options, _ in runnable:
+            ours[label] = run_ours(
                 settings, work, strategy, options, cache="no cache" not in label, two_stage="EH-FT" in label
             )
-            ours[label] = result
-            rows.append([label, _fmt(result.train_sps), _fmt(result.eval_sps), f"{result.step_s * 1000:.0f}",
-                         _fmt(result.peak_mb, ".0f"), _mb(result.optimizer_bytes), _mb(result.checkpoint_bytes),
-                         f"{result.trainable:,}", note])
-        print("\n== Strategies (ours: PETModule + lightning.Trainer)")
+            _progress(f"{label}: {ours[label].train_sps:.1f} samples/s")
+        for label in ("full", "lora"):
+            if label in ours:
+                plain[label] = run_plain(settings, work, label, {})
+    if "trainer" in settings.sections:
+        for method in methods:
+            if method in STRATEGIES:
+                if method not in ours:
+                    ours[method] = run_ours(settings, work, method, {}, evaluate=False)
+                theirs[method] = run_hf_trainer(settings, work, method)
+                _progress(f"Trainer {method}: {theirs[method].train_sps:.1f} samples/s")
+    cache = run_cache(settings) if "cache" in settings.sections and "frozen" in STRATEGIES else None
+    scaling = run_scaling(settings) if "scaling" in settings.sections else None
+
+    # 2. Memory passes: on CPU, RSS growth of one short run each, with freed memory returned to the OS.
+    if settings.accelerator == "cpu" and (ours or theirs):
+        exact = exact_rss_mode()
+        short = Settings(**{**asdict(settings), "warmup": 1, "steps": 1, "repeats": 1})
+        for result in (*ours.values(), *theirs.values()):
+            result.peak_mb = None  # timed runs reuse each other's freed memory: not comparable
+        for label, strategy, options, _ in runnable:
+            if label in ours:
+                cached = "no cache" not in label
+                ours[label].peak_mb = run_ours(short, work, strategy, options, cache=cached, evaluate=False).peak_mb
+        for method in theirs:
+            if method in ours and ours[method].peak_mb is None:
+                ours[method].peak_mb = run_ours(short, work, method, {}, evaluate=False).peak_mb
+            theirs[method].peak_mb = run_hf_trainer(short, work, method).peak_mb
+        note = "" if exact else " (allocator not glibc: approximate)"
+        figures["memory_note"] = f"peak MB: process RSS growth during a 2-step run{note}"
+
+    # 3. Tables.
+    if "strategies" in settings.sections:
+        rows = []
+        for label, _, _, note in wanted:
+            if label not in ours:
+                rows.append([label, "n/a (not registered)"] + [""] * 7)
+                continue
+            r = ours[label]
+            rows.append([label, _fmt(r.train_sps), _fmt(r.eval_sps), f"{r.step_s * 1000:.0f}", _fmt(r.peak_mb, ".0f"),
+                         _mb(r.optimizer_bytes), _mb(r.checkpoint_bytes), f"{r.trainable:,}", note])
+        print("\n== Strategies (ours: PETModule + lightning.Trainer); "
+              + figures.get("memory_note", "peak MB: peak allocated CUDA memory"))
         print(_table(["strategy", "train samples/s", "eval samples/s", "step ms", "peak MB", "optim MB",
                       "ckpt MB", "trainable", "note"], rows))
-        figures["strategies"] = {k: asdict(v) for k, v in ours.items()}
-
-        plain = {}
         rows = []
-        for label in ("full", "lora"):
-            if label not in ours:
-                continue
-            plain[label] = run_plain(settings, work, label, {})
-            ratio = ours[label].train_sps / plain[label].train_sps
-            rows.append([label, _fmt(ours[label].train_sps), _fmt(plain[label].train_sps), f"{ratio:.3f}",
-                         _verdict(ratio >= OVERHEAD_TARGET)])
-            targets.append((f"our loop within 5% of the plain loop ({label})", f"{ratio:.3f}x",
-                            _verdict(ratio >= OVERHEAD_TARGET)))
+        for label, result in plain.items():
+            ratio = ours[label].train_sps / result.train_sps
+            verdict = _verdict(ratio >= OVERHEAD_TARGET)
+            rows.append([label, _fmt(ours[label].train_sps), _fmt(result.train_sps), f"{ratio:.3f}", verdict])
+            targets.append((f"our loop within 5% of the plain loop ({label})", f"{ratio:.3f}x", verdict))
         if rows:
             print("\n== Overhead: ours vs a plain PyTorch loop (same model, optimizer, schedule, batches)")
             print(_table(["strategy", "ours samples/s", "plain samples/s", "ours/plain", "target >= 0.95"], rows))
-        figures["plain"] = {k: asdict(v) for k, v in plain.items()}
-
         if "full" in ours:
             for label in ("bitfit", "layernorm"):
                 if label in ours:
@@ -576,29 +633,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     if "trainer" in settings.sections:
         rows = []
-        figures["trainer"] = {}
-        for method in TRAINER_METHODS:
-            if settings.strategies and method not in settings.strategies:
-                continue
-            if method not in STRATEGIES:
+        for method in methods:
+            if method not in theirs:
                 rows.append([method, "n/a (not registered)", "", "", "", "", ""])
                 continue
-            mine = ours.get(method) or run_ours(settings, work, method, {}, evaluate=False)
-            theirs = run_hf_trainer(settings, work, method)
-            figures["trainer"][method] = asdict(theirs)
-            ratio = mine.train_sps / theirs.train_sps
+            mine, other = ours[method], theirs[method]
+            ratio = mine.train_sps / other.train_sps
             verdict = _verdict(ratio >= TRAINER_TARGET) + (" (aim met)" if ratio >= TRAINER_AIM else "")
-            rows.append([method, _fmt(mine.train_sps), _fmt(theirs.train_sps), f"{ratio:.3f}",
-                         f"{_fmt(mine.peak_mb, '.0f')} / {_fmt(theirs.peak_mb, '.0f')}",
-                         f"{_mb(mine.checkpoint_bytes)} / {_mb(theirs.checkpoint_bytes)}", verdict])
+            rows.append([method, _fmt(mine.train_sps), _fmt(other.train_sps), f"{ratio:.3f}",
+                         f"{_fmt(mine.peak_mb, '.0f')} / {_fmt(other.peak_mb, '.0f')}",
+                         f"{_mb(mine.checkpoint_bytes)} / {_mb(other.checkpoint_bytes)}", verdict])
             targets.append((f"ours vs Trainer+peft ({method})", f"{ratio:.3f}x", verdict))
         print("\n== Ours vs Hugging Face Trainer + peft (BitFit: manual freezing); same batches")
         print(_table(["method", "ours samples/s", "Trainer samples/s", "ours/Trainer", "peak MB ours/Trainer",
-                      "ckpt MB ours/Trainer", "target >= 1.0 (aim 1.15)"], rows))
+                      "ckpt MB ours/Trainer (resumable)", "target >= 1.0 (aim 1.15)"], rows))
 
-    if "cache" in settings.sections and "frozen" in STRATEGIES:
-        cache = run_cache(settings)
-        figures["cache"] = cache
+    if cache is not None:
         print(f"\n== Linear probing with the feature cache ({cache['examples']} training examples, whole epochs)")
         print(_table(["", "epoch s"], [["uncached epoch", f"{cache['uncached_s']:.3f}"],
                                        ["cached: first epoch (fills the cache)", f"{cache['cached_first_s']:.3f}"],
@@ -606,14 +656,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         targets.append(("cached linear-probing epoch >= 10x faster than uncached", f"{cache['speedup']:.1f}x",
                         _verdict(cache["speedup"] >= CACHE_TARGET)))
 
-    if "scaling" in settings.sections:
-        scaling = run_scaling(settings)
-        figures["scaling"] = scaling
-        print(f"\n== Scaling: time per epoch (extrapolated: ceil(examples / {settings.batch_size}) steps x the "
-              f"median of {settings.scaling_steps} timed steps; sizes above RTE's 2490 repeat the data)")
+    if scaling is not None:
+        print(f"\n== Scaling: time per epoch, EXTRAPOLATED: ceil(examples / {settings.batch_size}) steps x the step "
+              f"time of {settings.scaling_steps} timed steps on RTE batches (RTE has 2490 training examples)")
         print(_table(["strategy", "examples", "max length", "step ms", "epoch s"],
                      [[r["strategy"], r["examples"], r["max_length"], f"{r['step_s'] * 1000:.0f}",
                        f"{r['epoch_s']:.1f}"] for r in scaling]))
+    figures.update({"strategies": {k: asdict(v) for k, v in ours.items()},
+                    "plain": {k: asdict(v) for k, v in plain.items()},
+                    "trainer": {k: asdict(v) for k, v in theirs.items()}, "cache": cache, "scaling": scaling})
 
     if targets:
         print("\n== Targets")
