@@ -101,7 +101,8 @@ class FeatureCache:
         self.encoder_calls += 1
         with torch.no_grad(), eval_mode(encoder):
             out = encoder(**flat, return_dict=True)
-        cls = out.last_hidden_state[:, 0].reshape(*lead, -1)
+        # A copy: a view would keep the whole [batch, length, hidden] output alive in the cache.
+        cls = out.last_hidden_state[:, 0].reshape(*lead, -1).clone()
         pooled = getattr(out, "pooler_output", None)
         return out, cls, (None if pooled is None else pooled.reshape(*lead, -1))
 

@@ -383,7 +383,8 @@ class PETModule(L.LightningModule):
 
 def _mask_index(mask: torch.Tensor) -> torch.Tensor:
     """Flat positions of the True elements: far smaller than the bool mask for sparse selections."""
-    return mask.flatten().nonzero().squeeze(1).cpu()
+    index = mask.flatten().nonzero().squeeze(1).cpu()
+    return index.int() if mask.numel() < 2**31 else index
 
 
 def _unpack_mask(stored: torch.Tensor | dict[str, Any]) -> torch.Tensor:

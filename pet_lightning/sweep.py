@@ -36,6 +36,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -357,6 +358,8 @@ def execute(sweep: SweepConfig, run: RunSpec) -> dict[str, Any]:
     config_path = run_dir / "config.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     start = time.perf_counter()
+    # The sweep's own argv is not meant for LightningCLI (it gets the run's config file): silence its warning.
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     cli = PETLightningCLI(
         PETModule, TaskDataModule, subclass_mode_data=True, run=False, save_config_callback=None,
         parser_kwargs={"parser_mode": "omegaconf"}, args=["--config", str(config_path)],
@@ -624,6 +627,10 @@ def run_sweep(config_path: str, filters: dict[str, list[str]] | None = None, wor
     Path(sweep.out).mkdir(parents=True, exist_ok=True)
     done = finished_ids(sweep.results_path)
     todo = [run for run in runs if run.run_id not in done]
+    if worker:
+        # A worker of a parallel sweep: the parent prints the plan and judges completion once all workers end.
+        _set_threads(sweep)
+        return 1 if work(sweep, runs, label=f"pid {os.getpid()}") else 0
     print(f"[{sweep.name}] {len(runs)} runs, {len(runs) - len(todo)} already finished, {len(todo)} to do; "
           f"results: {sweep.results_path}", flush=True)
     if sweep.protocol == "standard":
@@ -631,7 +638,7 @@ def run_sweep(config_path: str, filters: dict[str, list[str]] | None = None, wor
               "marked leaky. Use dev_split or train_holdout for honest numbers.", file=sys.stderr, flush=True)
     if not todo:
         return 0
-    if worker or sweep.workers == 1:
+    if sweep.workers == 1:
         _set_threads(sweep)
         failures = work(sweep, runs, label=f"pid {os.getpid()}")
     else:

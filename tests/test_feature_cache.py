@@ -52,6 +52,8 @@ def test_cached_logits_equal_full_model_logits(arch):
     torch.testing.assert_close(first, full)
     torch.testing.assert_close(second, full)
     assert cache.encoder_calls == 1 and len(cache) == 4
+    # Stored features hold the first token only, not the whole [batch, length, hidden] output.
+    assert all(cls.untyped_storage().nbytes() <= 4 * 16 * 4 for _, cls, _ in cache.store["train"].values())
 
 
 def test_multiple_choice_features_are_cached_per_choice():

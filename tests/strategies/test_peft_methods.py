@@ -151,7 +151,7 @@ def test_optimizer_groups_give_the_head_and_the_method_their_own_learning_rates(
         assert by_id[id(named[name])]["lr"] == (5e-3 if name in HEAD_COPY else 1e-3), name
 
 
-LEARNING_RATES = {"lora": 2e-3, "ia3": 2e-2, "prefix": 1e-2, "prompt": 3e-2}
+LEARNING_RATES = {"lora": 5e-3, "ia3": 2e-2, "prefix": 1e-2, "prompt": 3e-2}
 
 
 def _mean_loss(module: PETModule, batches) -> float:
