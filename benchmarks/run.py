@@ -1,7 +1,7 @@
 """Speed and memory of pet_lightning next to what users would otherwise run, in one invocation.
 
     python -m benchmarks.run                      # full run (under 10 minutes on 2 CPU cores)
-    python -m benchmarks.run --quick              # smoke run (about a minute)
+    python -m benchmarks.run --quick              # smoke run (tiny batches, every section)
     python -m benchmarks.run --accelerator cuda   # on a GPU
 
 Every runner trains the same model (the offline MiniLM unless ``--backbone``) on the same batches of real RTE
