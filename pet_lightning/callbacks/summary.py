@@ -6,7 +6,6 @@ import time
 from typing import Any
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_only
 
@@ -63,6 +62,11 @@ class RunSummary(Callback):
             "wall_s": f"{time.perf_counter() - self._fit_start:.1f}",
             "train_samples_per_s": f"{self._samples / self._train_seconds:.1f}" if self._train_seconds else "nan",
         }
+        plan = getattr(getattr(trainer, "datamodule", None), "plan", None)
+        if plan is not None:
+            # Selection and reporting on the same examples inflates results: say so on every summary.
+            self.values["protocol"] = trainer.datamodule.protocol
+            self.values["leaky"] = str(plan.leaky).lower()
         self.emit()
 
     @rank_zero_only
@@ -77,4 +81,4 @@ class RunSummary(Callback):
         self.best_epoch = state_dict["best_epoch"]
 
 
-__all__ = ["RunSummary", "torch"]
+__all__ = ["RunSummary"]

@@ -34,3 +34,4 @@ def test_summary_reports_the_maximum_of_the_logged_headline(tmp_path, data_dir, 
     assert float(fields["best_val_accuracy"]) == round(max(record.values), 4)
     assert fields["strategy"] == "frozen" and float(fields["trainable_pct"]) == 0.0
     assert int(fields["epochs"]) == 3 and int(fields["steps"]) == 6
+    assert fields["protocol"] == "standard" and fields["leaky"] == "true"

@@ -336,9 +336,9 @@ def test_record_validates_end_to_end_from_the_logits(tmp_path):
 
 
 def test_short_real_fine_tune_on_cb_beats_the_majority_class(data_dir):
-    """Full fine-tuning of the offline MiniLM for 4 epochs on CB's 250 training examples (max_length 64)."""
+    """Full fine-tuning of the offline MiniLM for 4 epochs on CB's 250 training examples (max_length 96)."""
     L.seed_everything(0)
-    dm = SuperGlueDataModule(task="cb", data_dir=data_dir, max_length=64, batch_size=16, order_seed=0)
+    dm = SuperGlueDataModule(task="cb", data_dir=data_dir, max_length=96, batch_size=16, order_seed=0)
     model = PETModule(task="cb", strategy="full", learning_rate=1e-4, warmup_ratio=0.1, init_seed=0)
     trainer = _trainer(max_epochs=4, precision="bf16-mixed", check_val_every_n_epoch=4)
     trainer.fit(model, datamodule=dm)
