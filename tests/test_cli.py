@@ -59,8 +59,9 @@ def test_missing_data_root_exits_with_the_fix(tmp_path):
 
 
 def test_fit_then_validate_and_test_from_the_checkpoint(data_dir, tmp_path):
-    common = ["--config", "configs/quickstart.yaml", "--trainer.logger=false", f"--trainer.default_root_dir={tmp_path}",
-              "--model.strategy=frozen", "--model.learning_rate=1e-3", "--data.init_args.train_subset=32",
+    common = ["--config", "configs/quickstart.yaml", "--trainer.logger=false",
+              f"--trainer.default_root_dir={tmp_path}", "--model.strategy=frozen", "--model.learning_rate=1e-3",
+              "--data.init_args.train_subset=32",
               "--data.init_args.max_length=32", "--trainer.limit_val_batches=2", "--trainer.limit_test_batches=2"]
     fit = _cli("fit", *common, "--trainer.max_steps=2", "--trainer.callbacks=[]",
                "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",

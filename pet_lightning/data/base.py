@@ -13,6 +13,7 @@ DDP evaluation shards are not padded with repeated samples (padding biases MCC a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -239,13 +240,16 @@ class TaskDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.plan is not None:
             return
-        self.plan = self.plan_splits()
-        self.datasets = {
-            "train": self.encode(self.plan.train),
-            "val": {name: self.encode(rows) for name, rows in self.plan.selection.items()},
-            "test": {name: self.encode(rows) for name, rows in self.plan.report.items()},
-            "predict": self.encode(self.plan.predict),
-        }
+        self.plan = plan = self.plan_splits()
+        # Tokenizing is the slow part (MultiRC: 42k answers), so each split is encoded when first used.
+        self.datasets = _EncodeOnFirstUse(
+            {
+                "train": lambda: self.encode(plan.train),
+                "val": lambda: {name: self.encode(rows) for name, rows in plan.selection.items()},
+                "test": lambda: {name: self.encode(rows) for name, rows in plan.report.items()},
+                "predict": lambda: self.encode(plan.predict),
+            }
+        )
 
     # ----------------------------------------------------------------------------------------- loaders
     @property
@@ -331,7 +335,19 @@ class TaskDataModule(L.LightningDataModule):
 
     @property
     def num_training_examples(self) -> int:
-        return len(self.datasets.get("train", []))
+        return len(self.datasets["train"]) if self.plan is not None else 0
+
+
+class _EncodeOnFirstUse(dict):
+    """A dict of encoded splits that builds each entry the first time it is read."""
+
+    def __init__(self, builders: dict[str, Callable[[], Any]]):
+        super().__init__()
+        self._builders = builders
+
+    def __missing__(self, key: str) -> Any:
+        value = self[key] = self._builders[key]()
+        return value
 
 
 def _task_folder(data_dir: str, spec: TaskSpec):

@@ -114,7 +114,7 @@ def test_checkpoint_holds_adapters_and_head_and_reloads_identical_logits(tmp_pat
     assert set(checkpoint["state_dict"]) == {f"model.{n}" for n in adapter_names("attention.output.dense",
                                                                                   "output.dense") | HEAD}
     restored = PETModule.load_from_checkpoint(tmp_path / "adapter.ckpt").eval()
-    batch = next(iter(dm.val_dataloader()))
+    batch = next(iter(dm.train_dataloader()))
     with torch.no_grad():
         assert torch.equal(module.eval()(batch), restored(batch))
 
