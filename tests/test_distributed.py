@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO_ROOT
 
 
@@ -23,4 +25,6 @@ def test_ddp_two_cpu_processes_give_the_single_process_metrics_exactly(tmp_path,
     ddp = _validate(2, tmp_path / "ddp.json")
     assert single["val/mcc"] != 0.0, "a constant predictor would not test anything"
     # CoLA dev has 1043 examples: an odd count, so a padding sampler would repeat one and change the metrics.
-    assert ddp == single
+    assert {k: v for k, v in ddp.items() if "loss" not in k} == {k: v for k, v in single.items() if "loss" not in k}
+    # The mean loss is summed in another order across two processes: equal up to float rounding.
+    assert ddp["val/loss"] == pytest.approx(single["val/loss"], rel=1e-6)

@@ -1,0 +1,68 @@
+"""Short real runs of the injected methods on RTE and MRPC for a side-by-side table.
+
+    python -m benchmarks.revisiting_table --train-subset 500 --epochs 1
+
+Each row runs ``configs/revisiting/<task>_<method>.yaml`` (IA3 and prompt tuning reuse the LoRA config with
+their own learning rate) for the given epochs on a fixed training subset, selecting and reporting on the
+official dev set (protocol ``standard``, leaky: this table compares costs, not methods), and prints the
+method, trainable parameters, %, dev metric, training samples/s and checkpoint bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from pet_lightning.cli import run_lightning
+
+EXTRA_METHODS = {
+    "ia3": ["--model.strategy=ia3", "--model.learning_rate=1e-2"],
+    "prompt": ["--model.strategy={name: prompt, num_virtual_tokens: 16}", "--model.learning_rate=3e-2"],
+}
+
+
+def run_one(task: str, method: str, args: argparse.Namespace, root: Path) -> dict[str, str]:
+    config = f"configs/revisiting/{task}_{'lora' if method in EXTRA_METHODS else method}.yaml"
+    out = io.StringIO()
+    start = time.perf_counter()
+    with contextlib.redirect_stdout(out):
+        run_lightning(["fit", "--config", config, f"--trainer.max_epochs={args.epochs}",
+                       f"--data.init_args.train_subset={args.train_subset}", "--data.init_args.protocol=standard",
+                       "--trainer.logger=false", f"--trainer.default_root_dir={root}",
+                       "--trainer.enable_progress_bar=false", *EXTRA_METHODS.get(method, [])])
+    summary = [line for line in out.getvalue().splitlines() if line.startswith("SUMMARY ")][-1]
+    fields = dict(item.split("=", 1) for item in summary.split()[1:])
+    checkpoints = sorted(root.rglob("*.ckpt"))
+    fields["ckpt_bytes"] = str(checkpoints[0].stat().st_size) if checkpoints else "n/a"
+    fields["wall_s"] = f"{time.perf_counter() - start:.0f}"
+    return fields
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", nargs="+", default=["rte", "mrpc"])
+    parser.add_argument("--methods", nargs="+",
+                        default=["full", "adapter", "prefix", "lora", "bitfit", "ia3", "prompt"])
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--train-subset", type=int, default=1000)
+    args = parser.parse_args()
+    os.environ.setdefault("WANDB_MODE", "disabled")
+    print("| task | method | trainable | % | dev metric | train samples/s | checkpoint |")
+    print("|---|---|---:|---:|---|---:|---:|")
+    for task in args.tasks:
+        for method in args.methods:
+            with tempfile.TemporaryDirectory() as folder:
+                row = run_one(task, method, args, Path(folder))
+            metric = next(key for key in row if key.startswith("best_val_"))
+            print(f"| {task} | {method} | {int(row['trainable']):,} | {float(row['trainable_pct']):.3f} | "
+                  f"{metric[9:]} {float(row[metric]):.4f} | {row['train_samples_per_s']} | "
+                  f"{int(row['ckpt_bytes']) / 1e6:.2f} MB |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
