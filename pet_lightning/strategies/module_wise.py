@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from torch import nn
 
@@ -15,35 +16,15 @@ from pet_lightning.strategies.base import Strategy, register_strategy, unwrap
 from pet_lightning.strategies.roles import check_layers, find_roles, parameter_names
 
 
-@register_strategy("ffn", "feed_forward", "feedforward")
 @dataclass
-class FeedForwardTuning(Strategy):
-    """The feed-forward block of each layer trains: up- and down-projection, weights and biases.
+class _LayerRoleTuning(Strategy):
+    """Shared body of the module-wise strategies: the modules of one role (``role``) in the chosen layers train.
 
     Args:
         layers: Restrict to these transformer layers (0-based, negative counts from the top). None = all.
     """
 
-    layers: list[int] | None = field(default=None, metadata={"help": "transformer layers to tune; None = all"})
-
-    def __post_init__(self) -> None:
-        self.layers = check_layers(self.layers, self.name)
-
-    def select(self, model: nn.Module) -> Iterable[str]:
-        hf = unwrap(model)
-        return parameter_names(hf, [m for layer in find_roles(hf).pick(self.layers, self.name) for m in layer.ffn])
-
-
-@register_strategy("attention", "mha", "multi_head", "multihead")
-@dataclass
-class AttentionTuning(Strategy):
-    """The self-attention linear maps of each layer train: query, key, value and output (and DeBERTa-v2's
-    position projections), weights and biases.
-
-    Args:
-        layers: Restrict to these transformer layers (0-based, negative counts from the top). None = all.
-    """
-
+    role: ClassVar[str] = ""
     layers: list[int] | None = field(default=None, metadata={"help": "transformer layers to tune; None = all"})
 
     def __post_init__(self) -> None:
@@ -52,4 +33,21 @@ class AttentionTuning(Strategy):
     def select(self, model: nn.Module) -> Iterable[str]:
         hf = unwrap(model)
         chosen = find_roles(hf).pick(self.layers, self.name)
-        return parameter_names(hf, [m for layer in chosen for m in layer.attention])
+        return parameter_names(hf, [m for layer in chosen for m in getattr(layer, self.role)])
+
+
+@register_strategy("ffn", "feed_forward", "feedforward")
+@dataclass
+class FeedForwardTuning(_LayerRoleTuning):
+    """The feed-forward block of each layer trains: up- and down-projection, weights and biases."""
+
+    role: ClassVar[str] = "ffn"
+
+
+@register_strategy("attention", "mha", "multi_head", "multihead")
+@dataclass
+class AttentionTuning(_LayerRoleTuning):
+    """The self-attention linear maps of each layer train: query, key, value and output (and DeBERTa-v2's
+    position projections), weights and biases."""
+
+    role: ClassVar[str] = "attention"
