@@ -11,14 +11,11 @@ method, trainable parameters, %, dev metric, training samples/s and checkpoint b
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import os
 import tempfile
-import time
 from pathlib import Path
 
-from pet_lightning.cli import run_lightning
+from benchmarks.config_runs import best_headline, run_config
 
 EXTRA_METHODS = {
     "ia3": ["--model.strategy=ia3", "--model.learning_rate=1e-2"],
@@ -28,19 +25,9 @@ EXTRA_METHODS = {
 
 def run_one(task: str, method: str, args: argparse.Namespace, root: Path) -> dict[str, str]:
     config = f"configs/revisiting/{task}_{'lora' if method in EXTRA_METHODS else method}.yaml"
-    out = io.StringIO()
-    start = time.perf_counter()
-    with contextlib.redirect_stdout(out):
-        run_lightning(["fit", "--config", config, f"--trainer.max_epochs={args.epochs}",
-                       f"--data.init_args.train_subset={args.train_subset}", "--data.init_args.protocol=standard",
-                       "--trainer.logger=false", f"--trainer.default_root_dir={root}",
-                       "--trainer.enable_progress_bar=false", *EXTRA_METHODS.get(method, [])])
-    summary = [line for line in out.getvalue().splitlines() if line.startswith("SUMMARY ")][-1]
-    fields = dict(item.split("=", 1) for item in summary.split()[1:])
-    checkpoints = sorted(root.rglob("*.ckpt"))
-    fields["ckpt_bytes"] = str(checkpoints[0].stat().st_size) if checkpoints else "n/a"
-    fields["wall_s"] = f"{time.perf_counter() - start:.0f}"
-    return fields
+    return run_config(config, [f"--trainer.max_epochs={args.epochs}",
+                               f"--data.init_args.train_subset={args.train_subset}",
+                               "--data.init_args.protocol=standard", *EXTRA_METHODS.get(method, [])], root)
 
 
 def main() -> None:
@@ -58,9 +45,9 @@ def main() -> None:
         for method in args.methods:
             with tempfile.TemporaryDirectory() as folder:
                 row = run_one(task, method, args, Path(folder))
-            metric = next(key for key in row if key.startswith("best_val_"))
+            metric, value = best_headline(row)
             print(f"| {task} | {method} | {int(row['trainable']):,} | {float(row['trainable_pct']):.3f} | "
-                  f"{metric[9:]} {float(row[metric]):.4f} | {row['train_samples_per_s']} | "
+                  f"{metric} {value:.4f} | {row['train_samples_per_s']} | "
                   f"{int(row['ckpt_bytes']) / 1e6:.2f} MB |", flush=True)
 
 

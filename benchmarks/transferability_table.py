@@ -43,7 +43,7 @@ def row_settings(config: str) -> dict:
 
 def _trainer(args: argparse.Namespace, root: Path) -> L.Trainer:
     return L.Trainer(
-        accelerator="cpu", devices=1, precision="bf16-mixed", max_epochs=args.epochs, logger=False,
+        accelerator=args.accelerator, devices=1, precision=args.precision, max_epochs=args.epochs, logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         num_sanity_val_steps=0, default_root_dir=root,
     )
@@ -100,6 +100,8 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--accelerator", default="auto", help="cpu, cuda, ... (auto: a GPU when there is one)")
+    parser.add_argument("--precision", default="bf16-mixed")
     parser.add_argument("--out", default="runs/transferability_table")
     args = parser.parse_args()
     results = []

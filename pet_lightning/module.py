@@ -28,6 +28,7 @@ from transformers import get_linear_schedule_with_warmup
 from pet_lightning.backbones import DEFAULT_BACKBONE, load_backbone
 from pet_lightning.feature_cache import FeatureCache
 from pet_lightning.metrics import build_metrics
+from pet_lightning.seeds import dropout_rng_state, restore_dropout_rng_state, seed_training_randomness
 from pet_lightning.strategies import Strategy, StrategyReport, build_strategy
 from pet_lightning.strategies.base import unwrap
 from pet_lightning.tasks import TaskSpec, get_task
@@ -90,8 +91,6 @@ class PETModule(L.LightningModule):
         self.hparams["strategy"] = self.strategy.config_dict()
         self.backbone_name = backbone
         self.model, self.report = self._build(backbone, init_seed, hidden_dropout)
-        # Checkpoints hold only trainable tensors; the rest is rebuilt from the backbone's source.
-        self.strict_loading = False
         self.optimizer_overrides: dict[str, Any] = {}
         self.val_metrics = nn.ModuleList([build_metrics(self.spec, prefix="val/")])
         self.test_metrics = nn.ModuleList([build_metrics(self.spec, prefix="test/")])
@@ -100,6 +99,7 @@ class PETModule(L.LightningModule):
         self._suffixes = {"val": [""], "test": [""]}
         self.feature_cache = FeatureCache()
         self._feature_scope: str | None = None
+        self._resumed_rng: dict[str, torch.Tensor] | None = None
 
     # ------------------------------------------------------------------------------------------- building
     def _build(self, backbone: str, init_seed: int | None, hidden_dropout: float | None):
@@ -151,8 +151,6 @@ class PETModule(L.LightningModule):
 
     def on_fit_start(self) -> None:
         # Dropout follows the data-order seed, never the init seed (see pet_lightning.seeds).
-        from pet_lightning.seeds import seed_training_randomness
-
         seed_training_randomness(self.trainer)
         datamodule = getattr(self.trainer, "datamodule", None)
         self.strategy.check_run(
@@ -282,6 +280,14 @@ class PETModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # -------------------------------------------------------------------------------------- checkpoints
+    def on_train_start(self) -> None:
+        # A fit resumed from a checkpoint continues the dropout stream where the checkpoint left it. Here rather
+        # than in on_fit_start: every strategy has restored the checkpoint by now (FSDP and DeepSpeed restore it
+        # after on_fit_start), and the sanity check is over.
+        if self._resumed_rng is not None and self.trainer.ckpt_path is not None:
+            restore_dropout_rng_state(self._resumed_rng)
+        self._resumed_rng = None
+
     def trainable_state_keys(self) -> set[str]:
         """State-dict keys a checkpoint must hold: every tensor that trains (head included)."""
         return {f"model.{name}" for name, p in self.model.named_parameters() if p.requires_grad}
@@ -305,6 +311,7 @@ class PETModule(L.LightningModule):
             "masks": {name: {"shape": tuple(mask.shape), "index": _mask_index(mask)} for name, mask in masks.items()},
             "masked_values": masked_values,
             "packed_optimizer_states": self._pack_optimizer_states(checkpoint, masks),
+            "rng": dropout_rng_state(),
         }
 
     def _pack_optimizer_states(
@@ -347,6 +354,7 @@ class PETModule(L.LightningModule):
             raise ValueError("this checkpoint was not written by pet_lightning: load it with plain Lightning")
         if info["format"] != CHECKPOINT_FORMAT:
             raise ValueError(f"checkpoint format {info['format']} is not {CHECKPOINT_FORMAT}: upgrade pet_lightning")
+        self._resumed_rng = info.get("rng")
         stored_strategy = info["strategy"]
         if stored_strategy != self.strategy.config_dict():
             # Two-stage training switches strategy mid-run: follow the checkpoint.
@@ -379,6 +387,10 @@ class PETModule(L.LightningModule):
                 f"checkpoint lacks {len(missing)} trainable tensors (e.g. {sorted(missing)[0]}): it was written "
                 "for another strategy or model; pass the matching model settings"
             )
+        # Checkpoints hold only trainable tensors; the frozen rest comes from the freshly built backbone, so the
+        # strict load that follows sees a complete state dict and still rejects tensors this module lacks.
+        for key, value in self.state_dict().items():
+            checkpoint["state_dict"].setdefault(key, value)
 
 
 def _mask_index(mask: torch.Tensor) -> torch.Tensor:

@@ -12,6 +12,10 @@ The "Revisiting Parameter-Efficient Tuning" study separates the randomness of a 
 ``seed`` (``seed_everything`` in a config, or :func:`resolve_seeds` with ``seed=...``) sets both. Hence changing
 only ``order_seed`` leaves the initial weights identical, and changing only ``init_seed`` leaves the batch order
 and the dropout masks identical.
+
+Checkpoints written by ``PETModule`` carry the dropout stream's state (:func:`dropout_rng_state`); a fit resumed
+from one continues that stream (:func:`restore_dropout_rng_state`), so with dropout on it still equals the
+uninterrupted run.
 """
 
 from __future__ import annotations
@@ -29,10 +33,6 @@ STUDY_SEEDS: tuple[int, ...] = (
     1111, 2222, 3333, 4444, 5555, 6666, 7777, 8888, 9999, 101010,
     111111, 222222, 333333, 444444, 555555, 666666, 777777, 888888, 999999, 10101010,
 )
-
-# Keeps the dropout stream of a resumed run apart from the one of a fresh run with the same order seed.
-_RESUME_STRIDE = 1_000_003
-
 
 def resolve_seeds(seed: int, mode: SeedMode = "both", fixed: int = STUDY_SEEDS[0]) -> tuple[int, int]:
     """``(init_seed, order_seed)`` for one run of a multi-seed study.
@@ -59,16 +59,39 @@ def order_seed_of(trainer: L.Trainer) -> int | None:
 def seed_training_randomness(trainer: L.Trainer) -> int | None:
     """Re-seed torch's global RNG (dropout) from the data-order seed; returns the seed used, or None.
 
-    Called at fit start, after the model is built, so the initial weights never depend on the order seed. A run
-    resumed at step ``k`` gets its own stream (the fresh run's masks are not replayed from step 0). Without an
-    order seed nothing is re-seeded and dropout follows ``seed_everything``, which then sets both seeds.
+    Called at fit start, after the model is built, so the initial weights never depend on the order seed. A fit
+    resumed from a checkpoint then replaces this stream by the one stored in the checkpoint (at train start).
+    Without an order seed nothing is re-seeded and dropout follows ``seed_everything``, which then sets both seeds.
     """
     order_seed = order_seed_of(trainer)
     if order_seed is None:
         return None
-    seed = (order_seed + _RESUME_STRIDE * trainer.global_step) % 2**63
-    torch.manual_seed(seed)
-    return seed
+    torch.manual_seed(order_seed)
+    return order_seed
 
 
-__all__ = ["SEED_MODES", "STUDY_SEEDS", "order_seed_of", "resolve_seeds", "seed_training_randomness"]
+def dropout_rng_state() -> dict[str, torch.Tensor]:
+    """Torch's CPU generator state and, when CUDA is in use, the current device's: the streams dropout draws from."""
+    state = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def restore_dropout_rng_state(state: dict[str, torch.Tensor]) -> None:
+    """Undo :func:`dropout_rng_state`; the CUDA state is set only where CUDA is in use (a GPU run resumed on CPU
+    keeps its CPU stream)."""
+    torch.set_rng_state(state["cpu"].cpu())
+    if "cuda" in state and torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.set_rng_state(state["cuda"].cpu())
+
+
+__all__ = [
+    "SEED_MODES",
+    "STUDY_SEEDS",
+    "dropout_rng_state",
+    "order_seed_of",
+    "resolve_seeds",
+    "restore_dropout_rng_state",
+    "seed_training_randomness",
+]

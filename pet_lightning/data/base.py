@@ -278,6 +278,7 @@ class TaskDataModule(L.LightningDataModule):
             collate_fn=self.collator,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            generator=_private_generator(self.resolved_order_seed()),
         )
 
     def train_sampler(self, dataset: EncodedDataset, world_size: int, rank: int) -> DistributedSampler:
@@ -312,6 +313,7 @@ class TaskDataModule(L.LightningDataModule):
                     sampler=sampler,
                     collate_fn=self.collator,
                     num_workers=self.num_workers,
+                    generator=_private_generator(0),
                 )
             )
         return loaders
@@ -336,6 +338,13 @@ class TaskDataModule(L.LightningDataModule):
     @property
     def num_training_examples(self) -> int:
         return len(self.datasets["train"]) if self.plan is not None else 0
+
+
+def _private_generator(seed: int) -> torch.Generator:
+    """A generator of the loader's own: every DataLoader iterator draws a base seed from its generator, and
+    drawing it from torch's global one would shift the dropout stream with each evaluation or sanity check (a
+    resumed run would then not replay an uninterrupted one)."""
+    return torch.Generator().manual_seed(seed)
 
 
 class _EncodeOnFirstUse(dict):

@@ -143,8 +143,8 @@ def test_resume_in_stage_one_at_the_boundary_and_in_stage_two_equals_an_uninterr
         if save:
             callbacks.append(ModelCheckpoint(dirpath=root, filename="{epoch}", save_top_k=-1, every_n_epochs=1,
                                              save_on_train_epoch_end=True))
-        # No dropout: a resumed run draws its own dropout stream (pet_lightning.seeds).
-        module = _module("bitfit", hidden_dropout=0.0)
+        # Dropout on: checkpoints carry the dropout stream, and the switch keeps head loading off it.
+        module = _module("bitfit", hidden_dropout=0.1)
         trainer = _trainer(root, callbacks, max_epochs=4, enable_checkpointing=save)
         trainer.fit(module, datamodule=_data(data_dir), ckpt_path=ckpt_path)
         return module, callbacks[0]

@@ -90,7 +90,7 @@ def rte_data(data_dir: str):
 def check_reload_and_resume(data_dir: str, tmp_path, strategy, learning_rate: float = 1e-3) -> int:
     """Reload (load_from_checkpoint, validate(ckpt_path=...)) and resume (fit(ckpt_path=...)) reproduce a run exactly.
 
-    Dropout is off so that the resumed run, whose dropout RNG differs, can match bit for bit; the schedule's
+    Dropout is on: the checkpoint carries the dropout stream, so the resumed run matches bit for bit. The schedule's
     length is pinned so that a 1-epoch and a 2-epoch trainer decay the learning rate identically.
     Returns the checkpoint's size in bytes.
     """
@@ -98,7 +98,7 @@ def check_reload_and_resume(data_dir: str, tmp_path, strategy, learning_rate: fl
 
     def build():
         module = PETModule(task="rte", strategy=strategy, learning_rate=learning_rate, weight_decay=0.1,
-                           warmup_ratio=0.0, init_seed=0, hidden_dropout=0.0)
+                           warmup_ratio=0.0, init_seed=0, hidden_dropout=0.1)
         module.optimizer_overrides = {"total_steps": 4}
         return module
 

@@ -202,11 +202,12 @@ def test_checkpoint_holds_method_and_head_and_reloads_identical_logits(tmp_path,
 
 
 def _fit(tmp_path, data_dir, strategy: dict, ckpt_path=None, callbacks=()) -> tuple[PETModule, L.Trainer]:
-    L.seed_everything(3)
+    # A different global seed for the resumed run: only the two explicit seeds and the checkpoint may matter.
+    L.seed_everything(3 if ckpt_path is None else 4)
     dm = GlueDataModule(task="rte", data_dir=data_dir, batch_size=8, max_length=48, train_subset=24, order_seed=3)
-    # Dropout off: a resumed run draws a fresh dropout stream (pet_lightning.seeds), the weights would differ.
+    # Dropout on: the checkpoint carries the dropout stream, so the resumed run draws the same masks.
     module = PETModule(task="rte", strategy=strategy, learning_rate=5e-3, head_learning_rate=1e-3,
-                       warmup_ratio=0.2, init_seed=1, hidden_dropout=0.0)
+                       warmup_ratio=0.2, init_seed=1, hidden_dropout=0.1)
     run = trainer(tmp_path, max_epochs=2, limit_val_batches=0, precision="32-true", callbacks=list(callbacks),
                   enable_checkpointing=bool(callbacks))
     run.fit(module, datamodule=dm, ckpt_path=ckpt_path)
@@ -214,7 +215,8 @@ def _fit(tmp_path, data_dir, strategy: dict, ckpt_path=None, callbacks=()) -> tu
 
 
 def assert_resume_equals_uninterrupted(tmp_path, data_dir, strategy: dict) -> None:
-    """A 2-epoch run equals the same run resumed from its own end-of-epoch-1 checkpoint (optimizer, schedule)."""
+    """A 2-epoch run with dropout equals the same run resumed from its own end-of-epoch-1 checkpoint (optimizer,
+    schedule, dropout stream)."""
     every_epoch = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_top_k=-1, every_n_epochs=1, filename="{epoch}")
     whole, _ = _fit(tmp_path / "whole", data_dir, strategy, callbacks=[every_epoch])
     resumed, second = _fit(tmp_path / "second", data_dir, strategy, ckpt_path=tmp_path / "ckpt" / "epoch=0.ckpt")
@@ -227,4 +229,19 @@ def assert_resume_equals_uninterrupted(tmp_path, data_dir, strategy: dict) -> No
 
 
 def test_lora_resume_equals_uninterrupted(tmp_path, data_dir):
-    assert_resume_equals_uninterrupted(tmp_path, data_dir, {"name": "lora", "r": 4, "dropout": 0.0})
+    assert_resume_equals_uninterrupted(tmp_path, data_dir, {"name": "lora", "r": 4, "dropout": 0.1})
+
+
+def test_resume_without_the_stored_dropout_stream_differs(tmp_path, data_dir):
+    """Control for the resume tests: a checkpoint stripped of its dropout stream no longer replays the run."""
+    strategy = {"name": "lora", "r": 4, "dropout": 0.1}
+    every_epoch = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_top_k=-1, every_n_epochs=1, filename="{epoch}")
+    whole, _ = _fit(tmp_path / "whole", data_dir, strategy, callbacks=[every_epoch])
+    checkpoint = torch.load(tmp_path / "ckpt" / "epoch=0.ckpt", weights_only=False)
+    assert set(checkpoint["pet_lightning"]["rng"]) == {"cpu"}
+    del checkpoint["pet_lightning"]["rng"]
+    torch.save(checkpoint, tmp_path / "stripped.ckpt")
+    resumed, _ = _fit(tmp_path / "second", data_dir, strategy, ckpt_path=tmp_path / "stripped.ckpt")
+    lora_a = next(name for name in whole.report.trainable_names if "lora_A" in name)
+    got, expected = dict(resumed.model.named_parameters())[lora_a], dict(whole.model.named_parameters())[lora_a]
+    assert not torch.equal(got, expected)
