@@ -92,7 +92,8 @@ def main() -> None:
             for strategy in args.strategies:
                 config = f"configs/superglue/{task}_{strategy}.yaml"
                 module = data_module(config, data_dir, args.train_subset)
-                available = len(module.load_examples("train")) if "train" in module.available_splits() else 0
+                # Rows the protocol trains on before the subset (BoolQ: carved out of val).
+                available = len(data_module(config, data_dir, None).plan.train)
                 baseline = majority_baseline(module)
                 with tempfile.TemporaryDirectory() as folder:
                     row = run_config(config, [f"--trainer.max_epochs={args.epochs}",

@@ -14,6 +14,7 @@ multiple-choice model feeds the encoder ``[batch * choices, length]``.
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -305,6 +306,22 @@ class PrefixTuning(_VirtualTokens):
 
     projection: bool = False
     projection_hidden_size: int | None = None
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        # peft feeds prefixes as past_key_values; transformers 5.24 renamed that argument of BERT-style encoders
+        # (to ``cache``), and peft then fails deep inside the first forward pass. Say so before training.
+        hf = unwrap(model)
+        encoder = getattr(hf, hf.base_model_prefix, hf)
+        if "past_key_values" not in inspect.signature(encoder.forward).parameters:
+            import peft
+            import transformers
+
+            raise StrategyError(
+                f"prefix: {type(encoder).__name__} in transformers {transformers.__version__} takes no "
+                f"past_key_values, which peft {peft.__version__} needs for prefix tuning: install "
+                "'transformers<5.24' (pet-lightning's pin) or use prompt / lora"
+            )
+        return super().prepare(model)
 
     def peft_config(self, hf: nn.Module, task_type: str | None) -> Any:
         from peft import PrefixTuningConfig

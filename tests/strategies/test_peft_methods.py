@@ -127,6 +127,23 @@ def test_bad_settings_are_one_line_errors(minilm):
         build_strategy("prompt", num_virtual_tokens=0)
 
 
+def test_prefix_on_an_encoder_without_past_key_values_is_a_one_line_error(tiny_bert_config, monkeypatch):
+    """transformers 5.24 renamed BERT's past_key_values; peft's prefix tuning would fail in the first forward."""
+    from transformers.models.bert.modeling_bert import BertModel
+
+    plain_forward = BertModel.forward
+
+    def forward_without_past(self, input_ids=None, attention_mask=None, token_type_ids=None, **kwargs):
+        return plain_forward(self, input_ids, attention_mask, token_type_ids, **kwargs)
+
+    model = build_from_config(tiny_bert_config, get_task("rte"))
+    monkeypatch.setattr(BertModel, "forward", forward_without_past)
+    with pytest.raises(StrategyError, match=r"prefix: BertModel in transformers .* takes no past_key_values") as err:
+        build_strategy("prefix").apply(model)
+    assert "\n" not in str(err.value)
+    build_strategy("prompt").apply(model)  # prompt tuning feeds embeddings, not past_key_values
+
+
 def test_prefix_longer_than_max_length_fails_at_fit_start(tmp_path, data_dir):
     dm = GlueDataModule(task="rte", data_dir=data_dir, batch_size=8, max_length=16, train_subset=16)
     module = PETModule(task="rte", strategy={"name": "prefix", "num_virtual_tokens": 20})
@@ -167,16 +184,16 @@ def test_fifty_real_steps_lower_the_loss_and_move_the_method_tensors(tmp_path, d
     dm = GlueDataModule(task="rte", data_dir=data_dir, batch_size=8, max_length=64, train_subset=80)
     dm.setup("fit")
     module = PETModule(task="rte", strategy={"name": name, **CASES[name][0]}, learning_rate=LEARNING_RATES[name],
-                       head_learning_rate=1e-3, warmup_ratio=0.0, init_seed=0)
+                       head_learning_rate=5e-3, warmup_ratio=0.0, init_seed=0)
     batches = list(dm.train_dataloader())
     before = _mean_loss(module, batches)
     method = {n: p.detach().clone() for n, p in module.model.named_parameters() if n in CASES[name][1]}
     module.train()
     trainer(tmp_path, max_steps=50, limit_val_batches=0).fit(module, datamodule=dm)
     after = _mean_loss(module, batches)
-    # Losses are measured in eval mode on the same batches, so any drop is real; prefix and prompt tuning move
-    # slowest (about 0.01 in 50 steps at these rates).
-    assert after < before - 0.005, (before, after)
+    # Losses are measured in eval mode on the same batches, so any drop is real. Prefix and prompt tuning move
+    # slowest (0.689 -> 0.651 and 0.659 here; LoRA and IA3 reach about 0.45).
+    assert after < before - 0.01, (before, after)
     moved = {n: float((p - method[n]).abs().max()) for n, p in module.model.named_parameters() if n in method}
     assert all(v > 0 for v in moved.values()), moved
 
