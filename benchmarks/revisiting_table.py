@@ -2,10 +2,9 @@
 
     python -m benchmarks.revisiting_table --train-subset 500 --epochs 1
 
-Each row runs ``configs/revisiting/<task>_<method>.yaml`` (IA3 and prompt tuning reuse the LoRA config with
-their own learning rate) for the given epochs on a fixed training subset, selecting and reporting on the
-official dev set (protocol ``standard``, leaky: this table compares costs, not methods), and prints the
-method, trainable parameters, %, dev metric, training samples/s and checkpoint bytes.
+Each row runs ``configs/revisiting/<task>_<method>.yaml`` for the given epochs on a fixed training subset,
+selecting and reporting on the official dev set (protocol ``standard``, leaky: this table compares costs, not
+methods), and prints the method, trainable parameters, %, dev metric, training samples/s and checkpoint bytes.
 """
 
 from __future__ import annotations
@@ -17,17 +16,11 @@ from pathlib import Path
 
 from benchmarks.config_runs import best_headline, run_config
 
-EXTRA_METHODS = {
-    "ia3": ["--model.strategy=ia3", "--model.learning_rate=1e-2"],
-    "prompt": ["--model.strategy={name: prompt, num_virtual_tokens: 16}", "--model.learning_rate=3e-2"],
-}
-
 
 def run_one(task: str, method: str, args: argparse.Namespace, root: Path) -> dict[str, str]:
-    config = f"configs/revisiting/{task}_{'lora' if method in EXTRA_METHODS else method}.yaml"
-    return run_config(config, [f"--trainer.max_epochs={args.epochs}",
-                               f"--data.init_args.train_subset={args.train_subset}",
-                               "--data.init_args.protocol=standard", *EXTRA_METHODS.get(method, [])], root)
+    overrides = [f"--trainer.max_epochs={args.epochs}", f"--data.init_args.train_subset={args.train_subset}",
+                 "--data.init_args.protocol=standard"]
+    return run_config(f"configs/revisiting/{task}_{method}.yaml", overrides, root)
 
 
 def main() -> None:
