@@ -7,8 +7,8 @@ fixed training subset with the config's own protocol (BoolQ: ``train_holdout``, 
 prints the formulation, the training rows, the best selection-split headline metric of the run and what
 predicting the training set's most frequent label scores on that split (the same metric objects).
 
-SuperGLUE's RTE jsonl is not in the shared data, but GLUE's RTE tsv holds the same examples: ``--rte-from-glue``
-writes them in the SuperGLUE jsonl layout into a temporary root (``premise``, ``hypothesis``, ``label``, ``idx``)
+SuperGLUE's RTE jsonl is not in the shared data, but GLUE's RTE tsv holds the same examples: the ``rte`` rows
+write them in the SuperGLUE jsonl layout into a temporary root (``premise``, ``hypothesis``, ``label``, ``idx``)
 so the jsonl reader and formulation run on real rows. ReCoRD is not in the shared data and has no row.
 """
 

@@ -66,4 +66,4 @@ def test_revisiting_config_fits(config, data_dir, tmp_path, monkeypatch):
                          f"--data.init_args.data_dir={data_dir}"], tmp_path)
     assert fields["task"] == task and fields["strategy"] == method and int(fields["steps"]) == 1
     trainable_pct = float(fields["trainable_pct"])
-    assert trainable_pct == 100.0 if method == "full" else 0.0 < trainable_pct < 5.0
+    assert (trainable_pct == 100.0) if method == "full" else (0.0 < trainable_pct < 5.0)

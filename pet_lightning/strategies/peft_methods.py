@@ -310,8 +310,7 @@ class PrefixTuning(_VirtualTokens):
     def prepare(self, model: nn.Module) -> nn.Module:
         # peft feeds prefixes as past_key_values; transformers 5.24 renamed that argument of BERT-style encoders
         # (to ``cache``), and peft then fails deep inside the first forward pass. Say so before training.
-        hf = unwrap(model)
-        encoder = getattr(hf, hf.base_model_prefix, hf)
+        encoder = backbone_of(model)
         if "past_key_values" not in inspect.signature(encoder.forward).parameters:
             import peft
             import transformers
