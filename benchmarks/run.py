@@ -45,7 +45,7 @@ from torch.utils.data import DataLoader, Dataset
 from pet_lightning import PETModule
 from pet_lightning.backbones import DEFAULT_BACKBONE, load_backbone
 from pet_lightning.data import GlueDataModule
-from pet_lightning.data.base import EncodedDataset
+from pet_lightning.data.encoding import EncodedDataset
 from pet_lightning.speed import optimizer_state_bytes
 from pet_lightning.strategies import STRATEGIES, build_strategy
 from pet_lightning.tasks import get_task

@@ -52,6 +52,12 @@ def _load(loader, name: str, what: str, **kwargs):
     try:
         return loader.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as err:
+        if "trust_remote_code" in str(err):
+            # Never set by the library: code shipped with a model would run on this machine.
+            raise BackboneError(
+                f"cannot load {what} for backbone {name!r}: it needs its own code to run (trust_remote_code), which "
+                "pet_lightning does not allow; use a model that transformers supports natively"
+            ) from None
         local = Path(source).exists()
         hint = (
             f"{source} exists but holds no loadable {what}: check it is a Hugging Face model folder"
@@ -79,6 +85,26 @@ def load_config(name: str, spec: TaskSpec | None = None, **overrides) -> Pretrai
     for key, value in overrides.items():
         setattr(config, key, value)
     return config
+
+
+# Encoder dropout probabilities by their config names: BERT, RoBERTa, ELECTRA, DeBERTa-v2 use the first two,
+# DistilBERT the last two.
+DROPOUT_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout")
+
+
+def set_dropout(config: PretrainedConfig, probability: float) -> list[str]:
+    """Set every encoder dropout probability the config names (hidden and attention); returns the keys set."""
+    if not 0 <= probability < 1:
+        raise BackboneError(f"hidden_dropout={probability}: use a probability in [0, 1)")
+    keys = [key for key in DROPOUT_KEYS if isinstance(getattr(config, key, None), (int, float))]
+    if not keys:
+        raise BackboneError(
+            f"hidden_dropout: {type(config).__name__} names none of {', '.join(DROPOUT_KEYS)}: leave hidden_dropout "
+            "unset for this backbone"
+        )
+    for key in keys:
+        setattr(config, key, probability)
+    return keys
 
 
 def model_class_for(spec: TaskSpec):

@@ -1,82 +1,86 @@
 """The command line: ``python cli.py fit --config configs/quickstart.yaml``.
 
-A ``LightningCLI`` over :class:`~pet_lightning.module.PETModule` and any
-:class:`~pet_lightning.data.TaskDataModule` subclass, with OmegaConf interpolation in configs. The task named
-by the data and the tokenizer named by the model are linked, so each is set once. Every run gets the
-strategy-freezing callback and the end-of-fit ``SUMMARY`` line; ``predict`` writes the leaderboard file.
+A ``LightningCLI`` over :class:`~pet_lightning.module.PETModule` and a :class:`~pet_lightning.data.TaskDataModule`
+(``pet_lightning.data.TaskDataModule`` takes every task; ``data.task`` decides GLUE or SuperGLUE), with OmegaConf
+interpolation in configs. The task named by the data and the tokenizer named by the model are linked, so each is
+set once. Every run gets the strategy-freezing callback and the end-of-fit ``SUMMARY`` line; ``predict`` writes the
+leaderboard file. Errors from our own validation print as one ``error:`` line and exit with code 2.
 """
 
 from __future__ import annotations
 
 import sys
+import traceback
 from collections.abc import Callable
+from pathlib import Path
 
-from lightning.pytorch.cli import LightningCLI
-
-from pet_lightning.callbacks import RunSummary, StrategyFreezing, SubmissionWriter
 from pet_lightning.data import TaskDataModule
-from pet_lightning.module import PETModule
+from pet_lightning.lightning_cli import PETLightningCLI, run_lightning
 
-
-class PETLightningCLI(LightningCLI):
-    """LightningCLI with the task and backbone linked between model and data."""
-
-    def add_arguments_to_parser(self, parser) -> None:
-        parser.link_arguments("model.backbone", "data.init_args.backbone")
-        parser.link_arguments("data.task", "model.task", apply_on="instantiate")
-
-    def instantiate_trainer(self, **kwargs):
-        trainer = super().instantiate_trainer(**kwargs)
-        present = {type(callback) for callback in trainer.callbacks}
-        # SubmissionWriter acts only on `predict`, where it writes the leaderboard file.
-        for required in (StrategyFreezing, RunSummary, SubmissionWriter):
-            if not any(issubclass(kind, required) for kind in present):
-                trainer.callbacks.append(required())
-        return trainer
-
-
-def run_lightning(args: list[str] | None = None) -> PETLightningCLI:
-    return PETLightningCLI(
-        PETModule,
-        TaskDataModule,
-        subclass_mode_data=True,
-        parser_kwargs={"parser_mode": "omegaconf", "default_env": True},
-        save_config_kwargs={"overwrite": True},
-        args=args,
-    )
-
+_PACKAGE_DIR = Path(__file__).resolve().parent
 
 # Extra sub-commands beyond Lightning's fit / validate / test / predict; filled by their modules.
 EXTRA_COMMANDS: dict[str, Callable[[list[str]], int]] = {}
 
 
 def _sweep_command(argv: list[str]) -> int:
-    from pet_lightning.sweep import main as sweep_main
+    from pet_lightning.sweeps.runner import main as sweep_main
 
     return sweep_main(argv)
 
 
 def _report_command(argv: list[str]) -> int:
-    from pet_lightning.report import main as report_main
+    from pet_lightning.reports.page import main as report_main
 
     return report_main(argv)
 
 
+def _audit_command(argv: list[str]) -> int:
+    from pet_lightning.data.audit import main as audit_main
+
+    return audit_main(argv)
+
+
 EXTRA_COMMANDS["sweep"] = _sweep_command
+EXTRA_COMMANDS["audit"] = _audit_command
 EXTRA_COMMANDS["report"] = _report_command
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in EXTRA_COMMANDS:
-        return EXTRA_COMMANDS[argv[0]](argv[1:])
+    """Run one command; ``argv`` None reads the process's command line, a list runs as if it had been typed."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in EXTRA_COMMANDS:
+        return EXTRA_COMMANDS[args[0]](args[1:])
     try:
-        run_lightning(argv)
+        run_lightning(None if argv is None else args)
     except (ValueError, RuntimeError, OSError) as err:
         # Our errors are one line that names the problem and the fix; show that, not a traceback.
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {our_error(err)}", file=sys.stderr)
         return 2
     return 0
 
 
-__all__ = ["EXTRA_COMMANDS", "PETLightningCLI", "main", "run_lightning", "TaskDataModule"]
+def our_error(err: BaseException) -> BaseException:
+    """The exception that the project's own code raised inside ``err`` (``err`` itself when there is none).
+
+    jsonargparse instantiates ``data`` (a subclass type, so a Union with None) itself; when our constructor refuses
+    a value, it re-raises our exception inside a multi-line ValueError of its own ("Does not validate against any of
+    the Union subtypes ... Given value: Namespace(...)"), chained to ours with ``raise ... from``. Following the
+    chain from the outside in, the first exception raised in this package is the line we wrote for the user.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if _raised_in_package(current):
+            return current
+        current = current.__cause__ or current.__context__
+    return err
+
+
+def _raised_in_package(err: BaseException) -> bool:
+    frames = traceback.extract_tb(err.__traceback__)
+    return bool(frames) and Path(frames[-1].filename).resolve().is_relative_to(_PACKAGE_DIR)
+
+
+__all__ = ["EXTRA_COMMANDS", "PETLightningCLI", "main", "our_error", "run_lightning", "TaskDataModule"]

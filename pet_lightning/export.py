@@ -3,14 +3,19 @@
 What a folder holds depends on the strategy (``pet_lightning.json`` records which, plus backbone, task and
 strategy, so :func:`load_exported` can rebuild the :class:`~pet_lightning.module.PETModule`):
 
-* peft methods (``lora``, ``prefix``, ``prompt``, ``ia3``): the folder of ``PeftModel.save_pretrained``, head
-  included (peft ``modules_to_save``). Plain peft loads it::
+* peft methods (``lora``, ``dora``, ``vera``, ``adalora``, ``ia3``, ``prefix``, ``prompt`` and ``peft`` with any
+  config): the folder of ``PeftModel.save_pretrained``, head included (peft ``modules_to_save``). Plain peft
+  loads it::
 
       base = AutoModelForSequenceClassification.from_pretrained(backbone_dir, num_labels=2)
       model = PeftModel.from_pretrained(base, folder)
 
-  ``merge=True`` (LoRA, IA3) writes instead a plain Hugging Face model with the update merged into the weights
-  (``merge_and_unload``) and the tokenizer: ``AutoModelForSequenceClassification.from_pretrained(folder)``.
+  LoRA trained from a PiSSA or OLoRA initialisation is converted by peft to a plain LoRA adapter of twice the
+  rank that applies to the pretrained weights (``pet_lightning.json`` keeps the original strategy as
+  ``converted_from``). AdaLoRA folders hold only the ranks it kept (``rank_pattern``).
+  ``merge=True`` (LoRA, DoRA, VeRA, AdaLoRA, IA3) writes instead a plain Hugging Face model with the update merged
+  into the weights (``merge_and_unload``) and the tokenizer:
+  ``AutoModelForSequenceClassification.from_pretrained(folder)``.
   On multiple-choice models, prefix and prompt tuning wrap the encoder: the folder holds the encoder's peft
   files and the head in ``head.safetensors``.
 * every other strategy (``adapter``, ``bitfit``, ``full``...): ``trainable.safetensors`` with every tensor that
@@ -25,9 +30,11 @@ from __future__ import annotations
 
 import copy
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
+from peft import LoraConfig
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -35,7 +42,7 @@ from pet_lightning.backbones import load_tokenizer
 from pet_lightning.module import PETModule
 from pet_lightning.strategies import build_strategy
 from pet_lightning.strategies.base import unwrap
-from pet_lightning.strategies.peft_methods import IA3, LoRA, PeftStrategy
+from pet_lightning.strategies.peft_strategy import PeftStrategy
 
 EXPORT_FORMAT = 1
 INFO_FILE = "pet_lightning.json"
@@ -61,14 +68,19 @@ def export(module: PETModule, folder: str | Path, *, merge: bool = False) -> Pat
         "report": module.report.as_dict(),
     }
     if merge:
-        if not isinstance(strategy, (LoRA, IA3)):
-            raise ExportError(f"merge=True needs lora or ia3, not {strategy.name!r}: export without merge")
+        if not isinstance(strategy, PeftStrategy) or strategy.is_prompt_learning:
+            raise ExportError(
+                f"merge=True needs lora or ia3 (or another peft method with tuner layers: dora, vera, adalora), not "
+                f"{strategy.name!r}: export without merge"
+            )
         merged = copy.deepcopy(module.model).merge_and_unload()
         merged.save_pretrained(folder)
         load_tokenizer(module.backbone_name).save_pretrained(folder)
         info["layout"] = "merged"
     elif isinstance(strategy, PeftStrategy) and module.model is not unwrap(module.model):
-        module.model.save_pretrained(folder)
+        if _save_peft(module, folder):
+            info["converted_from"] = info["strategy"]
+            info["strategy"] = build_strategy("peft", config=LoraConfig.from_pretrained(str(folder))).config_dict()
         info["layout"] = "peft"
     elif isinstance(strategy, PeftStrategy):
         hf = module.model
@@ -121,6 +133,31 @@ def load_exported(folder: str | Path, **module_kwargs: Any) -> PETModule:
     return module
 
 
+def _save_peft(module: PETModule, folder: Path) -> bool:
+    """``save_pretrained``; True when PiSSA / OLoRA weights were converted to a plain LoRA adapter.
+
+    PiSSA and OLoRA train on residual weights (the pretrained ones minus the initial adapter), so their adapter
+    alone does not apply to the pretrained model. peft converts it, given the initial adapter, to a LoRA of twice
+    the rank that does; the initial adapter is deterministic, rebuilt here from the strategy.
+    """
+    init = getattr(module.model.active_peft_config, "init_lora_weights", True)
+    if not (isinstance(init, str) and (init.startswith("pissa") or init == "olora")):
+        module.model.save_pretrained(folder)
+        return False
+    from peft import get_peft_model_state_dict
+
+    head = {k: v for k, v in get_peft_model_state_dict(module.model).items() if ".lora_" not in k}
+    with tempfile.TemporaryDirectory() as initial:
+        fresh = PETModule(backbone=module.backbone_name, task=module.spec.name, strategy=module.strategy.config_dict(),
+                          init_seed=module.hparams.init_seed)
+        fresh.model.save_pretrained(initial)
+        module.model.save_pretrained(folder, path_initial_model_for_weight_conversion=initial)
+    # peft's conversion writes only the LoRA tensors: put the head (modules_to_save) back.
+    weights = folder / "adapter_model.safetensors"
+    save_file({**load_file(weights), **_contiguous(head)}, weights, metadata={"format": "pt"})
+    return True
+
+
 def _load_peft(module: PETModule, folder: Path, layout: str) -> None:
     from peft import load_peft_weights, set_peft_model_state_dict
 
@@ -128,6 +165,10 @@ def _load_peft(module: PETModule, folder: Path, layout: str) -> None:
     if layout == "peft_encoder":
         target = getattr(module.model, module.model.base_model_prefix)
         _load_named(module.model, load_file(folder / HEAD_FILE), set(_head_state(module.model)), folder)
+    rank_pattern = json.loads((folder / "adapter_config.json").read_text()).get("rank_pattern")
+    if rank_pattern:
+        # AdaLoRA saved only the ranks it kept: shrink the fresh layers to that pattern before loading.
+        target.peft_config[target.active_adapter].rank_pattern = rank_pattern
     result = set_peft_model_state_dict(target, load_peft_weights(str(folder)))
     missing = [key for key in result.missing_keys if any(k in key for k in ("lora_", "ia3_", "modules_to_save"))]
     if missing:

@@ -15,7 +15,8 @@ and the hyper-parameters; loading rebuilds the backbone from its source and rest
 from __future__ import annotations
 
 import contextlib
-import math
+import contextvars
+import copy
 from typing import Any
 
 import lightning as L
@@ -26,15 +27,27 @@ from torchmetrics import MeanMetric, MetricCollection
 from transformers import get_linear_schedule_with_warmup
 
 from pet_lightning.backbones import DEFAULT_BACKBONE, load_backbone
+from pet_lightning.checkpoints import (
+    CheckpointError,
+    check_fit,
+    check_identity,
+    install_atomic_checkpoint_io,
+    load_checkpoint_file,
+    pack_state,
+    repair_epoch_end_restart,
+    unpack_state,
+)
 from pet_lightning.feature_cache import FeatureCache
+from pet_lightning.heads import install_head_from
 from pet_lightning.metrics import build_metrics
-from pet_lightning.seeds import dropout_rng_state, restore_dropout_rng_state, seed_training_randomness
+from pet_lightning.seeds import all_ranks_rng_state, restore_rank_rng_state, seed_training_randomness
 from pet_lightning.strategies import Strategy, StrategyReport, build_strategy
 from pet_lightning.strategies.base import unwrap
 from pet_lightning.tasks import TaskSpec, get_task
 
-CHECKPOINT_FORMAT = 1
 MODEL_INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+# The file load_from_checkpoint is reading, for the messages of on_load_checkpoint (which Lightning calls without it).
+_LOADING_FROM: contextvars.ContextVar[str | None] = contextvars.ContextVar("pet_lightning_loading_from", default=None)
 
 
 def _no_decay(module: nn.Module, param_name: str) -> bool:
@@ -63,6 +76,10 @@ class PETModule(L.LightningModule):
             them (see :mod:`pet_lightning.feature_cache`). None: on for the ``frozen`` strategy (linear probing,
             LP-FT stage 1); True: on whenever only the head trains; False: off. Features come from the encoder
             in eval mode (no encoder dropout).
+        head: ``hf`` keeps the Hugging Face model's own classifier; ``mlp`` replaces it by the EH-FT study's
+            ``Linear -> ReLU -> Linear`` head (see :mod:`pet_lightning.heads`), for every task kind and strategy.
+        head_hidden_size: Hidden width of the ``mlp`` head (2048 in the study).
+        head_init_std: Standard deviation of the ``mlp`` head's initial weights (0.005 in the study; biases 0).
     """
 
     def __init__(
@@ -79,6 +96,9 @@ class PETModule(L.LightningModule):
         init_seed: int | None = None,
         hidden_dropout: float | None = None,
         cache_features: bool | None = None,
+        head: str = "hf",
+        head_hidden_size: int = 2048,
+        head_init_std: float = 0.005,
     ):
         super().__init__()
         if learning_rate <= 0:
@@ -100,21 +120,26 @@ class PETModule(L.LightningModule):
         self.feature_cache = FeatureCache()
         self._feature_scope: str | None = None
         self._resumed_rng: dict[str, torch.Tensor] | None = None
+        # True while every tensor still is what _build made (pretrained backbone, init_seed's head and modules):
+        # only then may a checkpoint load take the tensors it does not hold from this module (on_load_checkpoint).
+        self._matches_source = True
 
     # ------------------------------------------------------------------------------------------- building
-    def _build(self, backbone: str, init_seed: int | None, hidden_dropout: float | None):
-        overrides = {}
-        if hidden_dropout is not None:
-            overrides = {"hidden_dropout_prob": hidden_dropout, "attention_probs_dropout_prob": hidden_dropout}
-        from pet_lightning.backbones import load_config
+    def _build(
+        self, backbone: str, init_seed: int | None, hidden_dropout: float | None, strategy: Strategy | None = None
+    ):
+        from pet_lightning.backbones import load_config, set_dropout
 
-        config = load_config(backbone, self.spec, **overrides)
+        config = load_config(backbone, self.spec)
+        if hidden_dropout is not None:
+            set_dropout(config, hidden_dropout)
         seeded = torch.random.fork_rng(devices=[]) if init_seed is not None else contextlib.nullcontext()
         with seeded:
             if init_seed is not None:
                 torch.manual_seed(init_seed)
             model = load_backbone(backbone, self.spec, config)
-            report = self.strategy.apply(model)
+            install_head_from(self.hparams, model, self.spec)
+            report = (strategy or self.strategy).apply(model)
         return report.model, report
 
     def apply_strategy(self, strategy: str | dict[str, Any] | Strategy) -> StrategyReport:
@@ -125,6 +150,8 @@ class PETModule(L.LightningModule):
         self.model = self.report.model
         # Cached features belong to the previous encoder state (stage 1 may have trained part of it).
         self.feature_cache.clear()
+        # The tensors the new strategy freezes may have trained under the old one (see on_load_checkpoint).
+        self._matches_source = False
         return self.report
 
     def freeze_to_strategy(self) -> StrategyReport:
@@ -136,6 +163,7 @@ class PETModule(L.LightningModule):
 
     # ------------------------------------------------------------------------------------------ metrics
     def setup(self, stage: str) -> None:
+        install_atomic_checkpoint_io(self.trainer)  # atomic writes, weights_only loads (pet_lightning.checkpoints)
         datamodule = getattr(self.trainer, "datamodule", None)
         eval_suffixes = getattr(datamodule, "eval_suffixes", None)
         if eval_suffixes is None:
@@ -239,26 +267,32 @@ class PETModule(L.LightningModule):
 
         Only parameters that require grad are given to the optimizer, so frozen tensors get no state.
         Partly trained (masked) tensors get no weight decay: decay would move their frozen elements.
+        Strategies with ``learning_rate_scale`` (LoRA+: ``lora_plus_ratio``) put the body tensors it scales in
+        their own groups at that multiple of ``learning_rate``.
         """
         head_names = set(self.report.head_names)
         masked = set(self.report.masks)
-        groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+        scale_of = getattr(self.strategy, "learning_rate_scale", None)
+        groups: dict[tuple[bool, bool, float], list[nn.Parameter]] = {}
         for module_name, module in self.model.named_modules():
             for param_name, param in module.named_parameters(recurse=False):
                 if not param.requires_grad:
                     continue
                 name = f"{module_name}.{param_name}" if module_name else param_name
                 decay = not (_no_decay(module, param_name) or name in masked)
-                groups.setdefault((name in head_names, decay), []).append(param)
+                is_head = name in head_names
+                scale = 1.0 if is_head or scale_of is None else float(scale_of(name))
+                groups.setdefault((is_head, decay, scale), []).append(param)
         wd = self.hparams.weight_decay
         return [
             {
                 "params": params,
-                "lr": head_learning_rate if is_head else learning_rate,
+                "lr": head_learning_rate if is_head else learning_rate * scale,
                 "weight_decay": wd if decay else 0.0,
-                "name": f"{'head' if is_head else 'body'}{'' if decay else '_no_decay'}",
+                "name": f"{'head' if is_head else 'body'}{'' if scale == 1 else f'_x{scale:g}'}"
+                f"{'' if decay else '_no_decay'}",
             }
-            for (is_head, decay), params in sorted(groups.items())
+            for (is_head, decay, scale), params in sorted(groups.items())
         ]
 
     def configure_optimizers(self):
@@ -285,126 +319,65 @@ class PETModule(L.LightningModule):
         # than in on_fit_start: every strategy has restored the checkpoint by now (FSDP and DeepSpeed restore it
         # after on_fit_start), and the sanity check is over.
         if self._resumed_rng is not None and self.trainer.ckpt_path is not None:
-            restore_dropout_rng_state(self._resumed_rng)
+            restore_rank_rng_state(self._resumed_rng, self.trainer.global_rank, self.trainer.world_size)
         self._resumed_rng = None
+        repair_epoch_end_restart(self.trainer)
+        # From here on the trainable tensors leave their built values.
+        self._matches_source = False
 
     def trainable_state_keys(self) -> set[str]:
         """State-dict keys a checkpoint must hold: every tensor that trains (head included)."""
         return {f"model.{name}" for name, p in self.model.named_parameters() if p.requires_grad}
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        keep = self.trainable_state_keys()
-        state = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
-        masks = {name: mask.cpu() for name, mask in self.report.masks.items()}
-        # Partly trained tensors: only the values at their mask positions (the rest is the pretrained tensor).
-        masked_values = {
-            name: state.pop(f"model.{name}").detach().cpu().flatten()[_mask_index(mask)]
-            for name, mask in masks.items()
-            if f"model.{name}" in state
-        }
-        checkpoint["state_dict"] = state
-        checkpoint["pet_lightning"] = {
-            "format": CHECKPOINT_FORMAT,
-            "backbone": self.backbone_name,
-            "strategy": self.strategy.config_dict(),
-            "report": self.report.as_dict(),
-            "masks": {name: {"shape": tuple(mask.shape), "index": _mask_index(mask)} for name, mask in masks.items()},
-            "masked_values": masked_values,
-            "packed_optimizer_states": self._pack_optimizer_states(checkpoint, masks),
-            "rng": dropout_rng_state(),
-        }
+    def pretrained_model(self, config: Any | None = None) -> nn.Module:
+        """The backbone loaded again from its source, with a fresh head, in training mode.
 
-    def _pack_optimizer_states(
-        self, checkpoint: dict[str, Any], masks: dict[str, torch.Tensor]
-    ) -> dict[int, dict[int, tuple[str, list[str]]]]:
-        """Shrink AdamW moments of partly trained tensors to their mask positions (they are zero elsewhere).
-
-        Returns ``{optimizer: {state index: (parameter name, packed keys)}}`` for :meth:`on_load_checkpoint`.
-        A moment that is not zero off the mask is kept whole.
+        Loading initialises a new head: that happens off the global random stream, so reloading never shifts the
+        dropout masks a run draws next. ``config`` defaults to the live model's.
         """
-        if not masks or "optimizer_states" not in checkpoint or self._trainer is None:
-            return {}
-        names = {id(p): name for name, p in self.model.named_parameters()}
-        packed: dict[int, dict[int, tuple[str, list[str]]]] = {}
-        for opt_index, optimizer in enumerate(self.trainer.optimizers):
-            states = checkpoint["optimizer_states"][opt_index]["state"]
-            params = [p for group in optimizer.param_groups for p in group["params"]]
-            for param_index, param in enumerate(params):
-                name = names.get(id(param))
-                if name not in masks or param_index not in states:
-                    continue
-                mask = masks[name].to(param.device)
-                # A new dict: the one in the checkpoint is the optimizer's live state.
-                state = dict(states[param_index])
-                keys = [
-                    key
-                    for key, value in state.items()
-                    if isinstance(value, torch.Tensor) and value.shape == mask.shape and not value[~mask].any()
-                ]
-                for key in keys:
-                    state[key] = state[key][mask]
-                states[param_index] = state
-                if keys:
-                    packed.setdefault(opt_index, {})[param_index] = (name, keys)
-        return packed
+        with torch.random.fork_rng(devices=[]):
+            fresh = load_backbone(self.backbone_name, self.spec, copy.deepcopy(config or unwrap(self.model).config))
+            return install_head_from(self.hparams, fresh, self.spec)
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, *args: Any, weights_only: bool | None = True, **kwargs: Any):
+        """Lightning's ``load_from_checkpoint``, loading with ``weights_only=True`` and refusing a corrupt file, or
+        one of another model, with one line that names the file."""
+        if weights_only is False:
+            raise CheckpointError("PETModule checkpoints load with weights_only=True only: they hold no objects")
+        load_checkpoint_file(checkpoint_path, mmap=True)  # cheap: memory-mapped, but reads the whole structure
+        token = _LOADING_FROM.set(str(checkpoint_path))
+        try:
+            return super().load_from_checkpoint(checkpoint_path, *args, weights_only=True, **kwargs)
+        finally:
+            _LOADING_FROM.reset(token)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["state_dict"], checkpoint["pet_lightning"] = pack_state(
+            self, checkpoint["state_dict"], checkpoint.get("optimizer_states")
+        )
+        checkpoint["pet_lightning"]["rng"] = all_ranks_rng_state()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        info = checkpoint.get("pet_lightning")
-        if info is None:
-            raise ValueError("this checkpoint was not written by pet_lightning: load it with plain Lightning")
-        if info["format"] != CHECKPOINT_FORMAT:
-            raise ValueError(f"checkpoint format {info['format']} is not {CHECKPOINT_FORMAT}: upgrade pet_lightning")
+        source = _LOADING_FROM.get() or (self._trainer.ckpt_path if self._trainer is not None else None)
+        source = str(source or "(in memory)")
+        info = check_identity(self, checkpoint, source)
+        stored = build_strategy(info["strategy"])
+        if stored.config_dict() == self.strategy.config_dict() and self._matches_source:
+            model, report = self.model, self.report
+        else:
+            # The live module may have trained (a test after fit, a stage-1 checkpoint after stage 2): every tensor
+            # the checkpoint lacks comes from a fresh build of its strategy over the pretrained source instead.
+            hp = self.hparams
+            model, report = self._build(self.backbone_name, hp.init_seed, hp.hidden_dropout, stored)
+        masks = check_fit(checkpoint, info, model, report, source)
+        # Everything is checked: only now does the module change (a refused file leaves it as it was).
+        if model is not self.model:
+            self.model, self.report, self.strategy = model, report, stored
+            self.feature_cache.clear()
+        unpack_state(checkpoint, info, masks, {f"model.{k}": v for k, v in model.state_dict().items()})
         self._resumed_rng = info.get("rng")
-        stored_strategy = info["strategy"]
-        if stored_strategy != self.strategy.config_dict():
-            # Two-stage training switches strategy mid-run: follow the checkpoint.
-            self.apply_strategy(stored_strategy)
-        masks = {name: _unpack_mask(mask) for name, mask in info.get("masks", {}).items()}
-        for name, mask in masks.items():
-            if name in self.report.masks and not torch.equal(self.report.masks[name].cpu(), mask):
-                raise ValueError(
-                    f"mask of {name} differs from the checkpoint's: build the module with the same init_seed"
-                )
-        # Rebuild partly trained tensors: the pretrained tensor (their frozen elements never change) with the
-        # stored values at the mask positions; likewise the optimizer state, which is zero off the mask.
-        parameters = dict(self.model.named_parameters())
-        for name, values in info.get("masked_values", {}).items():
-            full = parameters[name].detach().clone().cpu()
-            full.view(-1)[_mask_index(masks[name])] = values.to(full.dtype)
-            checkpoint["state_dict"][f"model.{name}"] = full
-        for opt_index, entries in info.get("packed_optimizer_states", {}).items():
-            states = checkpoint["optimizer_states"][opt_index]["state"]
-            for param_index, (name, keys) in entries.items():
-                mask = masks[name]
-                for key in keys:
-                    packed = states[param_index][key]
-                    full = torch.zeros(mask.numel(), dtype=packed.dtype, device=packed.device)
-                    full[_mask_index(mask).to(packed.device)] = packed
-                    states[param_index][key] = full.view(mask.shape)
-        missing = self.trainable_state_keys() - set(checkpoint["state_dict"])
-        if missing:
-            raise ValueError(
-                f"checkpoint lacks {len(missing)} trainable tensors (e.g. {sorted(missing)[0]}): it was written "
-                "for another strategy or model; pass the matching model settings"
-            )
-        # Checkpoints hold only trainable tensors; the frozen rest comes from the freshly built backbone, so the
-        # strict load that follows sees a complete state dict and still rejects tensors this module lacks.
-        for key, value in self.state_dict().items():
-            checkpoint["state_dict"].setdefault(key, value)
-
-
-def _mask_index(mask: torch.Tensor) -> torch.Tensor:
-    """Flat positions of the True elements: far smaller than the bool mask for sparse selections."""
-    index = mask.flatten().nonzero().squeeze(1).cpu()
-    return index.int() if mask.numel() < 2**31 else index
-
-
-def _unpack_mask(stored: torch.Tensor | dict[str, Any]) -> torch.Tensor:
-    if isinstance(stored, torch.Tensor):
-        return stored
-    mask = torch.zeros(math.prod(stored["shape"]), dtype=torch.bool)
-    mask[stored["index"]] = True
-    return mask.view(stored["shape"])
+        self._matches_source = False
 
 
 def _compute(collection: MetricCollection) -> dict[str, torch.Tensor]:

@@ -20,6 +20,7 @@ uninterrupted run.
 
 from __future__ import annotations
 
+import random
 from typing import Literal
 
 import lightning as L
@@ -59,15 +60,28 @@ def order_seed_of(trainer: L.Trainer) -> int | None:
 def seed_training_randomness(trainer: L.Trainer) -> int | None:
     """Re-seed torch's global RNG (dropout) from the data-order seed; returns the seed used, or None.
 
-    Called at fit start, after the model is built, so the initial weights never depend on the order seed. A fit
+    Under DDP every rank gets its own stream (:func:`rank_seed`). Called at fit start, after the model is built,
+    so the initial weights never depend on the order seed. A fit
     resumed from a checkpoint then replaces this stream by the one stored in the checkpoint (at train start).
     Without an order seed nothing is re-seeded and dropout follows ``seed_everything``, which then sets both seeds.
     """
     order_seed = order_seed_of(trainer)
     if order_seed is None:
         return None
-    torch.manual_seed(order_seed)
-    return order_seed
+    seed = rank_seed(order_seed, getattr(trainer, "global_rank", 0))
+    torch.manual_seed(seed)
+    return seed
+
+
+def rank_seed(order_seed: int, rank: int) -> int:
+    """The dropout seed of one process: ``order_seed`` on rank 0 (single-process runs are unchanged), another
+    32-bit seed drawn from (order seed, rank) on the others, so DDP ranks do not draw identical dropout masks.
+
+    Not ``order_seed + rank * 2**32``: torch's CPU generator keeps only the low 32 bits of a seed.
+    """
+    if rank == 0:
+        return order_seed
+    return random.Random(f"pet-lightning dropout {order_seed} rank {rank}").getrandbits(32)
 
 
 def dropout_rng_state() -> dict[str, torch.Tensor]:
@@ -86,11 +100,39 @@ def restore_dropout_rng_state(state: dict[str, torch.Tensor]) -> None:
         torch.cuda.set_rng_state(state["cuda"].cpu())
 
 
+def all_ranks_rng_state() -> dict[str, object]:
+    """:func:`dropout_rng_state` of this process plus, under DDP, every rank's (``ranks``), for checkpoints.
+
+    Each rank draws its own dropout stream (:func:`rank_seed`) but only rank 0 writes the checkpoint, so the others'
+    states are gathered into it. A collective: every rank must call it, as every rank dumps a checkpoint.
+    """
+    state: dict[str, object] = dict(dropout_rng_state())
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        ranks: list[object] = [None] * dist.get_world_size()
+        dist.all_gather_object(ranks, dropout_rng_state())
+        state["ranks"] = ranks
+    return state
+
+
+def restore_rank_rng_state(state: dict[str, object], rank: int, world_size: int) -> None:
+    """Restore this rank's stream from :func:`all_ranks_rng_state` (rank 0's when the world size changed)."""
+    ranks = state.get("ranks")
+    if isinstance(ranks, list) and len(ranks) == world_size:
+        restore_dropout_rng_state(ranks[rank])
+    else:
+        restore_dropout_rng_state({key: value for key, value in state.items() if key != "ranks"})
+
+
 __all__ = [
     "SEED_MODES",
+    "all_ranks_rng_state",
+    "restore_rank_rng_state",
     "STUDY_SEEDS",
     "dropout_rng_state",
     "order_seed_of",
+    "rank_seed",
     "resolve_seeds",
     "restore_dropout_rng_state",
     "seed_training_randomness",

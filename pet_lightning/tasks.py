@@ -73,16 +73,23 @@ class TaskSpec:
 
     @property
     def resource_group(self) -> ResourceGroup:
-        if self.train_size < 1_000:
-            return "low"
-        if self.train_size < 10_000:
-            return "medium"
-        return "high"
+        """Group of the official training set; a run that trains on fewer examples belongs to
+        :func:`resource_group_for` of what it trained on."""
+        return resource_group_for(self.train_size)
 
     @property
     def validation_split(self) -> str:
         """The evaluation split whose headline metric selects models (MNLI: matched)."""
         return next(iter(self.eval_splits))
+
+
+def resource_group_for(train_examples: int) -> ResourceGroup:
+    """The study's resource groups (Chen et al., 2022): low < 1k, medium < 10k, high >= 10k training examples."""
+    if train_examples < 1_000:
+        return "low"
+    if train_examples < 10_000:
+        return "medium"
+    return "high"
 
 
 def _glue(name: str, folder: str, **kwargs) -> TaskSpec:

@@ -1,12 +1,11 @@
-"""The command line, run as a user would run it."""
+"""The command line, run as a user would run it (the quickstart's own run, the per-task runs and bad input are in
+``tests/test_first_minute.py``)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-
-import pytest
 
 from tests.conftest import REPO_ROOT
 
@@ -17,38 +16,11 @@ def _cli(*args: str, env_extra: dict | None = None, timeout: int = 600) -> subpr
                           text=True, timeout=timeout)
 
 
-def test_quickstart_fast_dev_run_prints_the_summary_line(data_dir, tmp_path):
-    result = _cli("fit", "--config", "configs/quickstart.yaml", "--trainer.fast_dev_run=true",
-                  f"--trainer.default_root_dir={tmp_path}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    lines = [line for line in result.stdout.splitlines() if line.startswith("SUMMARY ")]
-    assert len(lines) == 1
-    fields = dict(item.split("=", 1) for item in lines[0].split()[1:])
-    assert fields["task"] == "rte" and fields["strategy"] == "full"
-    assert int(fields["trainable"]) == 22_713_216 and float(fields["trainable_pct"]) == 100.0
-    assert "best_val_accuracy" in fields and float(fields["train_samples_per_s"]) > 0
-    assert {"epochs", "wall_s"} <= set(fields)
-
-
 def test_print_config_resolves_links_and_interpolation(tmp_path):
     result = _cli("fit", "--config", "configs/quickstart.yaml", "--print_config")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "class_path: pet_lightning.data.GlueDataModule" in result.stdout
+    assert "class_path: pet_lightning.data.TaskDataModule" in result.stdout
     assert "backbone: minilm" in result.stdout
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--data.init_args.task=nope"], "unknown task 'nope'"),
-        (["--data.init_args.max_length=4"], "max_length=4 is too short"),
-        (["--model.strategy=nothing"], "unknown strategy 'nothing'"),
-    ],
-)
-def test_bad_input_exits_non_zero_with_one_line(args, message, tmp_path):
-    result = _cli("fit", "--config", "configs/quickstart.yaml", "--trainer.fast_dev_run=true", *args)
-    assert result.returncode != 0
-    assert message in result.stderr
 
 
 def test_missing_data_root_exits_with_the_fix(tmp_path):

@@ -1,5 +1,6 @@
 """Every shipped ``fit`` config of the study folders trains end to end from the command line's code path (one batch
-each).
+each), every config reads its data through the one entry point, and no study config selects and reports on the
+same examples.
 
 Real data for the tasks in the shared data; RTE's jsonl is GLUE's RTE rewritten in the SuperGLUE layout (the same
 examples), ReCoRD (not in the shared data) a hand-written file in the official layout.
@@ -10,17 +11,64 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from benchmarks.config_runs import run_config
 from benchmarks.superglue_table import write_rte_jsonl
+from pet_lightning.data.protocol import PROTOCOLS
+from pet_lightning.tasks import get_task
 from tests.conftest import REPO_ROOT
 from tests.data.test_superglue import _write_jsonl, record_row
 
 SUPERGLUE_CONFIGS = sorted(path.stem for path in (REPO_ROOT / "configs" / "superglue").glob("*.yaml"))
 REVISITING_TASKS = ("boolq", "cb", "cola", "copa", "mrpc", "rte", "sts-b", "wic", "wsc")
-REVISITING_METHODS = ("adapter", "bitfit", "full", "ia3", "lora", "prefix", "prompt")
+REVISITING_METHODS = ("adalora", "adapter", "bitfit", "dora", "full", "ia3", "lora", "prefix", "prompt", "vera")
 REVISITING_CONFIGS = sorted(path.stem for path in (REPO_ROOT / "configs" / "revisiting").glob("*.yaml")
                             if not path.stem.startswith("sweep_"))
+STUDY_FOLDERS = ("eh_ft", "revisiting", "transferability")
+STUDY_FILES = sorted(path.relative_to(REPO_ROOT).as_posix() for folder in STUDY_FOLDERS
+                     for path in (REPO_ROOT / "configs" / folder).glob("*.yaml"))
+# eh_ft and transferability fit configs; the revisiting ones fit in test_revisiting_config_fits.
+OTHER_STUDY_CONFIGS = [path for path in STUDY_FILES if not path.startswith("configs/revisiting/")]
+ALL_CONFIGS = sorted(path.relative_to(REPO_ROOT).as_posix() for path in (REPO_ROOT / "configs").rglob("*.yaml"))
+NON_LEAKY = ("dev_split", "train_holdout")
+
+
+def _study_runs(path: str) -> list[tuple[str, str]]:
+    """(task, protocol) of each run a study file makes: a fit config's data, or every task of a sweep."""
+    config = yaml.safe_load((REPO_ROOT / path).read_text(encoding="utf-8"))
+    if "tasks" in config:  # a sweep: one protocol, written out, for every task
+        return [(task, config["protocol"]) for task in config["tasks"]]
+    init_args = config["data"]["init_args"]
+    return [(init_args["task"], init_args.get("protocol", "standard"))]
+
+
+def test_every_config_reads_its_data_through_the_one_entry_point():
+    data_paths = {}
+    for path in ALL_CONFIGS:
+        config = yaml.safe_load((REPO_ROOT / path).read_text(encoding="utf-8")) or {}
+        if "data" in config:
+            data_paths[path] = config["data"]["class_path"]
+    assert len(data_paths) > 100 and set(data_paths.values()) == {"pet_lightning.data.TaskDataModule"}
+
+
+def test_the_non_leaky_protocols_are_every_protocol_but_standard():
+    assert set(PROTOCOLS) - {"standard"} == set(NON_LEAKY)
+
+
+@pytest.mark.parametrize("path", STUDY_FILES)
+def test_every_study_config_uses_a_non_leaky_protocol(path):
+    runs = _study_runs(path)
+    assert runs and all(protocol in NON_LEAKY for _, protocol in runs), runs
+
+
+@pytest.mark.parametrize("path", STUDY_FILES)
+def test_every_study_config_protocol_has_what_it_needs_in_the_shared_data(path, data_dir):
+    for task, protocol in _study_runs(path):
+        spec = get_task(task)
+        has_train = (Path(data_dir) / spec.benchmark / spec.folder / spec.files["train"]).is_file()
+        # dev_split trains on the official train split; train_holdout carves one out of dev when there is none.
+        assert has_train or protocol == "train_holdout", f"{path}: {task} has no train split for {protocol}"
 
 
 def test_every_superglue_task_has_a_full_and_a_bitfit_config():
@@ -67,3 +115,12 @@ def test_revisiting_config_fits(config, data_dir, tmp_path, monkeypatch):
     assert fields["task"] == task and fields["strategy"] == method and int(fields["steps"]) == 1
     trainable_pct = float(fields["trainable_pct"])
     assert (trainable_pct == 100.0) if method == "full" else (0.0 < trainable_pct < 5.0)
+
+
+@pytest.mark.parametrize("config", OTHER_STUDY_CONFIGS)
+def test_eh_ft_and_transferability_config_fits_without_leaking(config, data_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO_ROOT)
+    fields = run_config(config, ["--trainer.fast_dev_run=true", "--data.init_args.train_subset=16",
+                                 "--data.init_args.max_length=32", f"--data.init_args.data_dir={data_dir}"], tmp_path)
+    assert fields["task"] == "rte" and int(fields["steps"]) == 1
+    assert fields["protocol"] == "dev_split" and fields["leaky"] == "false"

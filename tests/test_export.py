@@ -37,13 +37,25 @@ def logits(module: PETModule) -> torch.Tensor:
         return module(BATCH)
 
 
+LOHA = {"name": "peft", "config": {"class_path": "peft.LoHaConfig",
+                                   "init_args": {"r": 4, "target_modules": ["query", "value"]}}}
+
+
 @pytest.mark.parametrize("strategy", [{"name": "lora"}, {"name": "ia3"}, {"name": "prefix", "num_virtual_tokens": 6},
                                       {"name": "prefix", "num_virtual_tokens": 6, "projection": True},
-                                      {"name": "prompt", "num_virtual_tokens": 6}],
-                         ids=["lora", "ia3", "prefix", "prefix_projection", "prompt"])
+                                      {"name": "prompt", "num_virtual_tokens": 6}, {"name": "dora"},
+                                      {"name": "vera", "r": 64}, {"name": "adalora"}, LOHA,
+                                      {"name": "lora", "init": "pissa"}, {"name": "lora", "init": "olora"}],
+                         ids=["lora", "ia3", "prefix", "prefix_projection", "prompt", "dora", "vera", "adalora",
+                              "peft_loha", "lora_pissa", "lora_olora"])
 def test_peft_export_loads_with_plain_peft_and_back_with_the_same_logits(tmp_path, strategy):
     module = trained(strategy)
     export(module, tmp_path)
+    info = json.loads((tmp_path / "pet_lightning.json").read_text())
+    if strategy.get("init") in ("pissa", "olora"):
+        # Trained on residual weights: peft converted the adapter to a plain LoRA of twice the rank.
+        assert info["converted_from"] == module.strategy.config_dict()
+        assert json.loads((tmp_path / "adapter_config.json").read_text())["r"] == 16
     assert (tmp_path / "adapter_config.json").is_file() and (tmp_path / "adapter_model.safetensors").is_file()
     base = AutoModelForSequenceClassification.from_pretrained(offline_model_dir(), num_labels=2)
     plain = PeftModel.from_pretrained(base, str(tmp_path)).eval()
@@ -58,18 +70,19 @@ def test_peft_export_loads_with_plain_peft_and_back_with_the_same_logits(tmp_pat
     assert set(back.report.trainable_names) == expected_trainable
 
 
-def test_lora_merged_export_is_a_plain_transformers_model(tmp_path):
-    module = trained({"name": "lora"})
+@pytest.mark.parametrize("name", ["lora", "dora", "vera"])
+def test_lora_merged_export_is_a_plain_transformers_model(tmp_path, name):
+    module = trained({"name": name})
     export(module, tmp_path, merge=True)
     merged = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
-    assert not any("lora" in name for name, _ in merged.named_parameters())
+    assert not any(kind in n for n, _ in merged.named_parameters() for kind in ("lora", "vera"))
     with torch.no_grad():
         assert torch.allclose(merged(**BATCH).logits, logits(module), atol=1e-5)
     back = load_exported(tmp_path)
     assert back.strategy.name == "full"
     assert torch.allclose(logits(back.eval()), logits(module), atol=1e-5)
     # The module being exported is unchanged by merging (a copy is merged).
-    assert any("lora_A" in name for name in module.report.trainable_names)
+    assert any(kind in n for n in module.report.trainable_names for kind in ("lora_A", "vera_lambda"))
 
 
 def test_adapter_export_is_a_documented_safetensors_file_and_json(tmp_path):

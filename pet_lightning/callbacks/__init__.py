@@ -1,8 +1,26 @@
 """Lightning callbacks: strategy freezing, the end-of-fit summary line, two-stage training."""
 
+from pet_lightning.callbacks.adalora import AdaLoraSchedule
+from pet_lightning.callbacks.collapse import CollapseGuard
+from pet_lightning.callbacks.distance import PretrainedDistance
 from pet_lightning.callbacks.freezing import StrategyFreezing
 from pet_lightning.callbacks.predictions import SubmissionWriter
+from pet_lightning.callbacks.probe import ExactLinearProbe
+from pet_lightning.callbacks.resume import ResumeCheckpoints
+from pet_lightning.callbacks.selection import SelectionCheckpoint, SelectionEarlyStopping
 from pet_lightning.callbacks.summary import RunSummary
 from pet_lightning.callbacks.two_stage import TwoStageTraining
 
-__all__ = ["RunSummary", "StrategyFreezing", "SubmissionWriter", "TwoStageTraining"]
+__all__ = [
+    "AdaLoraSchedule",
+    "CollapseGuard",
+    "ExactLinearProbe",
+    "PretrainedDistance",
+    "ResumeCheckpoints",
+    "RunSummary",
+    "SelectionCheckpoint",
+    "SelectionEarlyStopping",
+    "StrategyFreezing",
+    "SubmissionWriter",
+    "TwoStageTraining",
+]

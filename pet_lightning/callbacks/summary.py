@@ -15,14 +15,20 @@ class RunSummary(Callback):
 
         SUMMARY task=rte strategy=full trainable=22713216 trainable_pct=100.0000 best_val_accuracy=0.6101 ...
 
-    The best validation value is the one at the best selection epoch; when the datamodule reports on a separate
-    split (``test`` after ``fit``), ``report_<metric>`` is added by whoever runs the test (see the CLI).
+    ``best_val_<headline>`` is the headline at the epoch the run *selected*: the epoch the trainer's checkpoint
+    callback keeps (its monitor and mode, e.g. the lowest ``val/loss``; stage-1 epochs of a two-stage run only
+    where they may select), named by ``selected_by``. Without a monitored checkpoint callback the run selects
+    nothing and the summary shows the epoch with the best headline (``selected_by=val/headline``). When the
+    datamodule reports on a separate split (``test`` after ``fit``), ``report_<metric>`` is added by whoever runs
+    the test (see the sweep).
     """
 
     def __init__(self) -> None:
         self.best: float | None = None
         self.best_epoch: int | None = None
         self.values: dict[str, Any] = {}
+        # (epoch, headline, monitored value, may select) of every validation of the fit.
+        self.history: list[tuple[int, float, float | None, bool]] = []
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._fit_start = time.perf_counter()
@@ -36,6 +42,15 @@ class RunSummary(Callback):
         self._train_seconds += time.perf_counter() - self._batch_start
         self._samples += len(batch["input_ids"]) * trainer.world_size
 
+    @staticmethod
+    def selector(trainer: L.Trainer) -> tuple[str, str]:
+        """(monitor, mode) by which the run selects its kept checkpoint."""
+        checkpoint = trainer.checkpoint_callback
+        monitor = getattr(checkpoint, "monitor", None)
+        if monitor is None:
+            return "val/headline", "max"
+        return monitor, checkpoint.mode
+
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Not on_validation_epoch_end: callbacks run that hook before the module logs the epoch's metrics.
         if trainer.sanity_checking or trainer.state.fn != "fit":
@@ -43,9 +58,27 @@ class RunSummary(Callback):
         value = trainer.callback_metrics.get("val/headline")
         if value is None:
             return
-        value = float(value)
-        if self.best is None or value > self.best:
-            self.best, self.best_epoch = value, trainer.current_epoch
+        from pet_lightning.callbacks.selection import may_select
+
+        monitor, mode = self.selector(trainer)
+        monitored = trainer.callback_metrics.get(monitor)
+        self.history.append(
+            (trainer.current_epoch, float(value), None if monitored is None else float(monitored), may_select(trainer))
+        )
+        self.best, self.best_epoch = self.selected(mode)
+
+    def selected(self, mode: str) -> tuple[float | None, int | None]:
+        """(headline, epoch) of the first epoch with the best monitored value among those that may select,
+        which is the epoch ModelCheckpoint keeps (it replaces its best only on a strict improvement)."""
+        best: tuple[float, int] | None = None
+        chosen: tuple[float | None, int | None] = (None, None)
+        for epoch, headline, monitored, eligible in self.history:
+            if not eligible or monitored is None:
+                continue
+            key = monitored if mode == "min" else -monitored
+            if best is None or key < best[0]:
+                best, chosen = (key, epoch), (headline, epoch)
+        return chosen
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         report = pl_module.report
@@ -57,11 +90,17 @@ class RunSummary(Callback):
             "trainable_pct": f"{report.percent:.4f}",
             f"best_val_{spec.headline}": "nan" if self.best is None else f"{self.best:.4f}",
             "best_epoch": self.best_epoch if self.best_epoch is not None else -1,
+            "selected_by": self.selector(trainer)[0],
             "epochs": trainer.current_epoch,
             "steps": trainer.global_step,
             "wall_s": f"{time.perf_counter() - self._fit_start:.1f}",
             "train_samples_per_s": f"{self._samples / self._train_seconds:.1f}" if self._train_seconds else "nan",
         }
+        from pet_lightning.callbacks.distance import measured_distance
+
+        distance = measured_distance(trainer)  # with a PretrainedDistance callback in the trainer
+        if distance is not None:
+            self.values["distance_l2"] = f"{distance:.6g}"
         plan = getattr(getattr(trainer, "datamodule", None), "plan", None)
         if plan is not None:
             # Selection and reporting on the same examples inflates results: say so on every summary.
@@ -74,11 +113,12 @@ class RunSummary(Callback):
         print("SUMMARY " + " ".join(f"{key}={value}" for key, value in self.values.items()), flush=True)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "best_epoch": self.best_epoch}
+        return {"best": self.best, "best_epoch": self.best_epoch, "history": [list(row) for row in self.history]}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.best = state_dict["best"]
         self.best_epoch = state_dict["best_epoch"]
+        self.history = [tuple(row) for row in state_dict.get("history", [])]
 
 
 __all__ = ["RunSummary"]

@@ -33,6 +33,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.optim import Optimizer
 
 from pet_lightning.callbacks.freezing import StrategyFreezing
+from pet_lightning.callbacks.selection import stage_blind_selectors
 from pet_lightning.strategies import FullFineTuning, Strategy, build_strategy
 from pet_lightning.strategies.base import backbone_of, head_parameters
 
@@ -54,6 +55,11 @@ class TwoStageTraining(StrategyFreezing):
         keep_head_bias: Keep the stage-1 head's biases (True) or reset them to a freshly initialised head's
             (False, like the study's code, which copied only the weights).
         log_stage: Log ``train/stage`` (1 or 2) every training step.
+        select_stage1: Let stage-1 epochs be selected as the kept checkpoint (and count towards early
+            stopping). Off by default: the studies report the fine-tuned model, stage 1 only initialises the
+            head. Selection goes through :class:`~pet_lightning.callbacks.SelectionCheckpoint` and
+            :class:`~pet_lightning.callbacks.SelectionEarlyStopping`; a plain monitored ``ModelCheckpoint`` or
+            ``EarlyStopping`` beside this callback is refused.
     """
 
     def __init__(
@@ -66,6 +72,7 @@ class TwoStageTraining(StrategyFreezing):
         warmup_ratio: float = 0.1,
         keep_head_bias: bool = True,
         log_stage: bool = True,
+        select_stage1: bool = False,
     ):
         super().__init__()
         if stage1_epochs is not None and stage1_epochs < 1:
@@ -84,6 +91,7 @@ class TwoStageTraining(StrategyFreezing):
         self.warmup_ratio = warmup_ratio
         self.keep_head_bias = keep_head_bias
         self.log_stage = log_stage
+        self.select_stage1 = select_stage1
         self.stage = 1
         self.boundary_epoch: int | None = None
         self._pl_module: L.LightningModule | None = None
@@ -114,6 +122,12 @@ class TwoStageTraining(StrategyFreezing):
         super().setup(trainer, pl_module, stage)
         if stage != "fit":
             return
+        blind = stage_blind_selectors(trainer)
+        if blind:
+            raise ValueError(
+                f"TwoStageTraining beside {', '.join(blind)} would select stage-1 epochs: use "
+                "pet_lightning.callbacks.SelectionCheckpoint / SelectionEarlyStopping (stage-aware) instead"
+            )
         self._pl_module = pl_module
         self.boundary_epoch = self.boundary(trainer)
         if trainer.max_epochs is not None and self.boundary_epoch >= trainer.max_epochs > 0:
@@ -173,12 +187,9 @@ class TwoStageTraining(StrategyFreezing):
 
     def restore_pretrained(self, pl_module: L.LightningModule, plain: torch.nn.Module) -> None:
         """Copy the pretrained backbone (and, without ``keep_head_bias``, a fresh head's biases) into ``plain``."""
-        from pet_lightning.backbones import load_backbone
-
-        # Loading initialises a new head: keep that off the global random stream, so stage 2 draws the same
-        # dropout masks whether or not the run was resumed.
-        with torch.random.fork_rng(devices=[]):
-            fresh = load_backbone(pl_module.backbone_name, pl_module.spec, copy.deepcopy(plain.config))
+        # The module reloads its source off the global random stream (a new head is initialised), so stage 2
+        # draws the same dropout masks whether or not the run was resumed; checkpoint loads use the same reload.
+        fresh = pl_module.pretrained_model(plain.config)
         target = backbone_of(plain).state_dict(keep_vars=True)
         source = backbone_of(fresh).state_dict()
         if set(target) != set(source):

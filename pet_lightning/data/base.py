@@ -20,14 +20,16 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, SequentialSampler
+from torch.utils.data import DataLoader, DistributedSampler, SequentialSampler
 
 from pet_lightning.backbones import DEFAULT_BACKBONE, load_tokenizer
+from pet_lightning.data.encoding import EncodedDataset, PaddingCollator
 from pet_lightning.data.formulations import Example, formulate
 from pet_lightning.data.readers import DataError, default_data_dir, read_hub, read_jsonl, read_tsv, task_file
 from pet_lightning.tasks import TaskSpec, get_task
 
 MIN_MAX_LENGTH = 8
+_BENCHMARK_NAMES = {"glue": "GLUE", "superglue": "SuperGLUE"}
 
 
 @dataclass
@@ -36,6 +38,9 @@ class SplitPlan:
 
     ``selection`` feeds the validation loop (early stopping, the kept checkpoint); ``report`` feeds the test
     loop (the figure a paper would print). ``leaky`` marks plans where both are the same examples.
+    ``origins`` names the official file each part was drawn from (``train``, ``selection``, ``report`` ->
+    ``train`` / ``validation``...): two parts from one file were split by us, two from different files by the
+    benchmark. ``unused_train`` holds what ``train_subset`` left out (for the leak audit).
     """
 
     train: list[Example]
@@ -44,63 +49,16 @@ class SplitPlan:
     predict: list[Example] = field(default_factory=list)
     leaky: bool = False
     description: str = ""
-
-
-class EncodedDataset(Dataset):
-    """Tokenized examples: a list of feature dicts, padded later by :class:`PaddingCollator`."""
-
-    def __init__(self, features: list[dict[str, Any]]):
-        self.features = features
-
-    def __len__(self) -> int:
-        return len(self.features)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        return self.features[index]
-
-    def lengths(self) -> list[int]:
-        return [_token_count(feature["input_ids"]) for feature in self.features]
-
-
-def _token_count(input_ids: list) -> int:
-    return max(len(ids) for ids in input_ids) if input_ids and isinstance(input_ids[0], list) else len(input_ids)
-
-
-class PaddingCollator:
-    """Pads a batch to its longest sequence; multiple-choice features become ``[batch, choices, length]``."""
-
-    token_keys = ("input_ids", "attention_mask", "token_type_ids")
-
-    def __init__(self, pad_token_id: int):
-        self.pad_token_id = pad_token_id
-
-    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        longest = max(_token_count(feature["input_ids"]) for feature in features)
-        batch: dict[str, torch.Tensor] = {}
-        for key in self.token_keys:
-            if key not in features[0]:
-                continue
-            pad = self.pad_token_id if key == "input_ids" else 0
-            batch[key] = torch.tensor([self._pad(feature[key], longest, pad) for feature in features])
-        for key, value in features[0].items():
-            if key in self.token_keys:
-                continue
-            dtype = torch.float32 if isinstance(value, float) else torch.long
-            batch[key] = torch.tensor([feature[key] for feature in features], dtype=dtype)
-        return batch
-
-    @staticmethod
-    def _pad(ids: list, length: int, pad: int) -> list:
-        if ids and isinstance(ids[0], list):
-            return [row + [pad] * (length - len(row)) for row in ids]
-        return ids + [pad] * (length - len(ids))
+    origins: dict[str, str] = field(default_factory=dict)
+    unused_train: list[Example] = field(default_factory=list)
 
 
 class TaskDataModule(L.LightningDataModule):
-    """A GLUE or SuperGLUE task as a LightningDataModule.
+    """Any GLUE or SuperGLUE task as a LightningDataModule: the task table decides which benchmark it is.
 
     Args:
-        task: Task name from :data:`pet_lightning.tasks.TASKS` (``rte``, ``mrpc``, ``cb``...).
+        task: Task name from :data:`pet_lightning.tasks.TASKS` (``rte``, ``mrpc``, ``cb``...). ``rte`` is GLUE's
+            tsv RTE, ``superglue-rte`` SuperGLUE's jsonl RTE (the same examples in two layouts).
         data_dir: Data root holding ``glue/`` and ``superglue/`` in the official layouts. Defaults to the
             ``PET_DATA_DIR`` environment variable; when neither is set, the task loads from the hub.
         backbone: Model whose tokenizer encodes the text (linked to ``model.backbone`` by the CLI).
@@ -121,6 +79,8 @@ class TaskDataModule(L.LightningDataModule):
     """
 
     benchmark: str | None = None
+    """None: any task, and the task table decides GLUE or SuperGLUE. ``GlueDataModule`` / ``SuperGlueDataModule``
+    set it to accept only their benchmark's tasks."""
 
     def __init__(
         self,
@@ -143,9 +103,11 @@ class TaskDataModule(L.LightningDataModule):
         super().__init__()
         self.spec: TaskSpec = get_task(task)
         if self.benchmark and self.spec.benchmark != self.benchmark:
-            raise ValueError(
-                f"task {task!r} is a {self.spec.benchmark.upper()} task: use "
-                f"{'SuperGlueDataModule' if self.spec.benchmark == 'superglue' else 'GlueDataModule'} for it"
+            right_module = "SuperGlueDataModule" if self.spec.benchmark == "superglue" else "GlueDataModule"
+            raise DataError(
+                f"task {task!r} is a {_BENCHMARK_NAMES[self.spec.benchmark]} task, not "
+                f"{_BENCHMARK_NAMES[self.benchmark]}: use {right_module} for it, or "
+                "pet_lightning.data.TaskDataModule, which takes every task"
             )
         if max_length < MIN_MAX_LENGTH:
             raise ValueError(f"max_length={max_length} is too short: use at least {MIN_MAX_LENGTH} tokens")
@@ -212,10 +174,25 @@ class TaskDataModule(L.LightningDataModule):
         return formulate(self.spec, rows, source)
 
     # ---------------------------------------------------------------------------------------------- split
+    @property
+    def evaluation_only(self) -> bool:
+        """A task without a training split in the task table (the AX-b / AX-g diagnostics)."""
+        return "train" not in self.spec.files
+
     def plan_splits(self) -> SplitPlan:
         from pet_lightning.data.protocol import make_plan
 
-        return make_plan(self)
+        if not self.evaluation_only:
+            return make_plan(self)
+        examples = self.load_examples("test")
+        return SplitPlan(
+            train=[],
+            selection={"test": examples},
+            report={"test": examples},
+            predict=examples,
+            leaky=True,
+            description=f"{self.task}: evaluation-only diagnostic; its labelled test file is evaluated",
+        )
 
     # -------------------------------------------------------------------------------------------- process
     def encode(self, examples: list[Example]) -> EncodedDataset:
@@ -226,7 +203,9 @@ class TaskDataModule(L.LightningDataModule):
                 example["text"], example.get("text_pair"), truncation=True, max_length=self.max_length
             )
             feature = {key: encoded[key] for key in PaddingCollator.token_keys if key in encoded}
-            extras = {k: v for k, v in example.items() if k not in ("text", "text_pair") and v is not None}
+            # ``meta`` (official ids, entity strings) stays with the split plan for prediction files; batches hold
+            # only tensors.
+            extras = {k: v for k, v in example.items() if k not in ("text", "text_pair", "meta") and v is not None}
             if example.get("label") is None:
                 extras.pop("label", None)
             feature.update(extras)
@@ -266,6 +245,11 @@ class TaskDataModule(L.LightningDataModule):
         return self.order_seed if self.order_seed is not None else torch.initial_seed() % 2**31
 
     def train_dataloader(self) -> DataLoader:
+        if self.evaluation_only:
+            raise DataError(
+                f"task {self.task} is an evaluation-only diagnostic: train on rte, then run validate / test / "
+                f"predict with data.task={self.task} and that checkpoint"
+            )
         dataset = self.datasets["train"]
         if len(dataset) == 0:
             raise DataError(f"task {self.task}: the training split is empty under protocol {self.protocol!r}")
@@ -284,15 +268,55 @@ class TaskDataModule(L.LightningDataModule):
     def train_sampler(self, dataset: EncodedDataset, world_size: int, rank: int) -> DistributedSampler:
         # A DistributedSampler (even with one replica) carries the data-order seed and its epoch, and Lightning
         # leaves samplers of this type in place instead of replacing them with its own.
-        from pet_lightning.data.sampling import LengthGroupedSampler
+        from pet_lightning.data.sampling import LengthGroupedSampler, ResumableDistributedSampler
 
         if self.group_by_length:
-            return LengthGroupedSampler(
+            sampler = LengthGroupedSampler(
                 dataset.lengths(), self.batch_size, num_replicas=world_size, rank=rank, seed=self.resolved_order_seed()
             )
-        return DistributedSampler(
-            dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=self.resolved_order_seed()
-        )
+        else:
+            sampler = ResumableDistributedSampler(
+                dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=self.resolved_order_seed()
+            )
+        # A fit resumed from a mid-epoch checkpoint continues with the next batch of the same order.
+        self.train_sampler_resume(sampler)
+        self._train_sampler = sampler
+        return sampler
+
+    def _position_settings(self, examples: int, world_size: int) -> dict[str, int]:
+        return {"batch_size": self.batch_size, "world_size": world_size, "order_seed": self.resolved_order_seed(),
+                "examples": examples}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The training order's position (saved in every checkpoint Lightning writes during a fit)."""
+        from pet_lightning.data.sampling import train_position
+
+        sampler = getattr(self, "_train_sampler", None)
+        if sampler is None or self.trainer is None or self.trainer.state.fn != "fit":
+            return {}
+        settings = self._position_settings(len(self.datasets["train"]), self._world()[0])
+        return {"train_position": train_position(self.trainer, sampler, settings)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        from pet_lightning.data.sampling import expect_mid_epoch_resume
+
+        self._resume_position = state_dict.get("train_position")
+        if self._resume_position is not None:
+            expect_mid_epoch_resume()
+        sampler = getattr(self, "_train_sampler", None)
+        if sampler is not None and self.trainer is not None and self.trainer.state.fn == "fit":
+            # The loader was built before the checkpoint was restored (estimated_stepping_batches, two-stage setup).
+            self.train_sampler_resume(sampler)
+
+    def train_sampler_resume(self, sampler) -> None:
+        """Apply the restored mid-epoch position to ``sampler`` when the fit resumes from a checkpoint (the sampler
+        skips only in the position's epoch, so a loader rebuilt for a later epoch is unaffected)."""
+        from pet_lightning.data.sampling import resume_sampler
+
+        pending = getattr(self, "_resume_position", None)
+        if pending is not None and self.trainer is not None and self.trainer.ckpt_path is not None:
+            settings = self._position_settings(len(self.datasets["train"]), self._world()[0])
+            resume_sampler(sampler, pending, settings, self.trainer.ckpt_path)
 
     def _eval_loaders(self, datasets: dict[str, EncodedDataset], sort: bool = False) -> list[DataLoader]:
         from pet_lightning.data.sampling import LengthSortedSampler

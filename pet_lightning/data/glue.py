@@ -8,7 +8,8 @@ from pet_lightning.data.base import TaskDataModule
 class GlueDataModule(TaskDataModule):
     """A GLUE task from ``<data_dir>/glue/<TASK>/{train,dev,test}.tsv`` or the hub (``nyu-mll/glue``).
 
-    See :class:`~pet_lightning.data.base.TaskDataModule` for the arguments.
+    :class:`~pet_lightning.data.base.TaskDataModule` takes every task and reads GLUE the same way; this class only
+    refuses SuperGLUE tasks. See there for the arguments.
     """
 
     benchmark = "glue"

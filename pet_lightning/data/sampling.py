@@ -1,7 +1,16 @@
-"""Training samplers that carry the data-order seed (and shard the data under DDP)."""
+"""Training samplers that carry the data-order seed (and shard the data under DDP), and resume mid-epoch.
+
+The order of an epoch is a pure function of ``seed + epoch`` (a fresh generator per epoch), so the sampler's
+whole "generator state" is its epoch; the position within the epoch is the number of examples this rank has
+consumed. :meth:`ResumableMixin.resume_at` makes the next iteration of that epoch skip what the interrupted run
+had already trained on, so a run resumed from a mid-epoch checkpoint sees exactly the batches an uninterrupted run
+would have seen next. The length stays the whole epoch's: Lightning counts the skipped batches as done.
+"""
 
 from __future__ import annotations
 
+import itertools
+import warnings
 from collections.abc import Iterator
 
 import torch
@@ -11,7 +20,61 @@ from torch.utils.data import DistributedSampler
 GROUP_MEGABATCH = 50
 
 
-class LengthGroupedSampler(DistributedSampler):
+class ResumableMixin:
+    """Skips the first ``samples`` indices of epoch ``epoch`` once (see :meth:`resume_at`); mix into a sampler
+    that has ``epoch`` (``DistributedSampler``)."""
+
+    epoch: int
+    _resume: tuple[int, int] | None = None
+
+    def resume_at(self, epoch: int, samples: int) -> None:
+        """The next iteration over ``epoch`` starts after its first ``samples`` indices (of this rank)."""
+        if samples < 0:
+            raise ValueError(f"cannot resume {samples} examples into an epoch: use a count >= 0")
+        self._resume = (epoch, samples) if samples else None
+
+    def _resumed(self, indices: Iterator[int]) -> Iterator[int]:
+        pending, self._resume = self._resume, None
+        if pending is None or pending[0] != self.epoch:
+            return indices
+        return itertools.islice(indices, pending[1], None)
+
+
+MID_EPOCH_WARNING = "You're resuming from a checkpoint that ended before the epoch ended"
+
+
+def train_position(trainer, sampler: ResumableMixin, settings: dict[str, int]) -> dict[str, int]:
+    """Where the training order stands: the sampler's epoch, the batches of it trained (Lightning's own count,
+    not the sampler's, which runs ahead by what the loader prefetched) and the settings the order depends on."""
+    batches = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+    return {"epoch": int(sampler.epoch), "batches": int(batches), **settings}
+
+
+def resume_sampler(sampler: ResumableMixin, position: dict[str, int], settings: dict[str, int], source) -> None:
+    """Make ``sampler`` continue from ``position``; refuse when the order it was saved under is not this one."""
+    changed = {key: (position.get(key), value) for key, value in settings.items() if position.get(key) != value}
+    if changed:
+        what = ", ".join(f"{key} {saved} -> {now}" for key, (saved, now) in changed.items())
+        raise ValueError(
+            f"checkpoint {source} was saved mid-epoch under another data order ({what}): resume with the data "
+            "settings of the interrupted run, or from an end-of-epoch checkpoint"
+        )
+    sampler.resume_at(position["epoch"], position["batches"] * position["batch_size"])
+
+
+def expect_mid_epoch_resume() -> None:
+    """Lightning warns that a mid-epoch resume restarts the epoch's data; ours does not, so the warning is wrong."""
+    warnings.filterwarnings("ignore", message=MID_EPOCH_WARNING)
+
+
+class ResumableDistributedSampler(ResumableMixin, DistributedSampler):
+    """``DistributedSampler`` (shuffled by ``seed + epoch``) that can resume mid-epoch."""
+
+    def __iter__(self) -> Iterator[int]:
+        return self._resumed(super().__iter__())
+
+
+class LengthGroupedSampler(ResumableMixin, DistributedSampler):
     """Shuffles, then sorts each window of ``50 * batch_size`` examples by length, so batches hold examples of
     similar length (less padding), while the window order stays random.
 
@@ -47,7 +110,7 @@ class LengthGroupedSampler(DistributedSampler):
         ]
         share = (len(grouped) - full) // self.num_replicas
         indices += grouped[full + self.rank * share : full + (self.rank + 1) * share]
-        return iter(indices)
+        return self._resumed(iter(indices))
 
 
 class LengthSortedSampler(UnrepeatedDistributedSampler):

@@ -15,7 +15,7 @@ import string
 from collections import Counter
 from typing import Any
 
-from pet_lightning.data.base import EncodedDataset, SplitPlan, TaskDataModule
+from pet_lightning.data.base import TaskDataModule
 from pet_lightning.data.formulations import Example, label_id, register_formulation
 from pet_lightning.data.readers import DataError
 from pet_lightning.tasks import SUPERGLUE_ALIASES, TaskSpec
@@ -307,45 +307,16 @@ class SuperGlueDataModule(TaskDataModule):
     """A SuperGLUE task from ``<data_dir>/superglue/<Task>/{train,val,test}.jsonl`` or the hub (``aps/super_glue``).
 
     ``task`` is one of ``boolq``, ``cb``, ``copa``, ``multirc``, ``record``, ``rte``, ``wic``, ``wsc``, ``axb``,
-    ``axg``. AX-b and AX-g are evaluation-only (``validate`` / ``test`` / ``predict`` with a model trained on
-    RTE): their one labelled file selects and reports, and there is nothing to train on. See
-    :class:`~pet_lightning.data.base.TaskDataModule` for the other arguments.
+    ``axg``; here ``rte`` means SuperGLUE's jsonl RTE (``superglue-rte`` in the task table). AX-b and AX-g are
+    evaluation-only (``validate`` / ``test`` / ``predict`` with a model trained on RTE): their one labelled file
+    selects and reports, and there is nothing to train on. Everything else is
+    :class:`~pet_lightning.data.base.TaskDataModule`, which takes every task; this class only refuses GLUE tasks.
     """
 
     benchmark = "superglue"
 
     def __init__(self, task: str = "cb", **kwargs: Any):
         super().__init__(task=resolve_superglue_task(task), **kwargs)
-
-    @property
-    def evaluation_only(self) -> bool:
-        return "train" not in self.spec.files
-
-    def plan_splits(self) -> SplitPlan:
-        if not self.evaluation_only:
-            return super().plan_splits()
-        examples = self.load_examples("test")
-        return SplitPlan(
-            train=[],
-            selection={"test": examples},
-            report={"test": examples},
-            predict=examples,
-            leaky=True,
-            description=f"{self.task}: evaluation-only diagnostic; its labelled test file is evaluated",
-        )
-
-    def train_dataloader(self):
-        if self.evaluation_only:
-            raise DataError(
-                f"task {self.task} is an evaluation-only diagnostic: train on rte, then run validate / test / "
-                f"predict with data.task={self.task} and that checkpoint"
-            )
-        return super().train_dataloader()
-
-    def encode(self, examples: list[Example]) -> EncodedDataset:
-        # ``meta`` (official ids, entity strings) stays with the split plan for prediction files; batches hold
-        # only tensors.
-        return super().encode([{k: v for k, v in e.items() if k != "meta"} for e in examples])
 
 
 __all__ = ["SuperGlueDataModule", "exact_match", "normalize_answer", "resolve_superglue_task", "token_f1"]

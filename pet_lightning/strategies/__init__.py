@@ -23,17 +23,20 @@ from pet_lightning.strategies.child_tuning import ChildTuningD, ChildTuningFishe
 from pet_lightning.strategies.layernorm import LayerNormTuning
 from pet_lightning.strategies.mixout import Mixout
 from pet_lightning.strategies.module_wise import AttentionTuning, FeedForwardTuning
-from pet_lightning.strategies.peft_methods import IA3, LoRA, PrefixTuning, PromptTuning
+from pet_lightning.strategies.peft_methods import IA3, AdaLoRA, DoRA, LoRA, PrefixTuning, PromptTuning, VeRA
+from pet_lightning.strategies.peft_strategy import PeftConfigStrategy, PeftStrategy
 from pet_lightning.strategies.random_subset import RandomSubset
 from pet_lightning.strategies.top_k import TopKLayers
 
 __all__ = [
     "STRATEGIES",
+    "AdaLoRA",
     "AttentionTuning",
     "BitFit",
     "BottleneckAdapter",
     "ChildTuningD",
     "ChildTuningFisher",
+    "DoRA",
     "FeedForwardTuning",
     "Frozen",
     "FullFineTuning",
@@ -41,6 +44,8 @@ __all__ = [
     "LayerNormTuning",
     "LoRA",
     "Mixout",
+    "PeftConfigStrategy",
+    "PeftStrategy",
     "PrefixTuning",
     "PromptTuning",
     "RandomSubset",
@@ -48,6 +53,7 @@ __all__ = [
     "StrategyError",
     "StrategyReport",
     "TopKLayers",
+    "VeRA",
     "build_strategy",
     "known_strategies",
     "register_strategy",

@@ -225,9 +225,20 @@ class Strategy(ABC):  # noqa: B024 - concrete defaults on purpose: `full` is the
     def _register_masks(self, parameters: dict[str, nn.Parameter], masks: dict[str, torch.Tensor]) -> None:
         self._hook_handles = getattr(self, "_hook_handles", [])
         for name, mask in masks.items():
-            param = parameters[name]
-            keep = mask.to(param.device)
-            self._hook_handles.append(param.register_hook(lambda grad, keep=keep: grad * keep.to(grad.dtype)))
+            self._hook_handles.append(parameters[name].register_hook(GradientMask(mask)))
+
+
+class GradientMask:
+    """A gradient hook that zeroes the gradient off ``mask``. The mask follows the gradient's device and dtype
+    (kept once converted): the model may be moved to a GPU or cast after the strategy was applied."""
+
+    def __init__(self, mask: torch.Tensor):
+        self.mask = mask
+
+    def __call__(self, grad: torch.Tensor) -> torch.Tensor:
+        if self.mask.device != grad.device or self.mask.dtype != grad.dtype:
+            self.mask = self.mask.to(device=grad.device, dtype=grad.dtype)
+        return grad * self.mask
 
 
 def _backbone_names(model: nn.Module) -> list[tuple[str, str]]:

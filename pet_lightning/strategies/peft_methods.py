@@ -1,15 +1,12 @@
-"""Injected methods through peft: LoRA, prefix tuning, prompt tuning and IA3 as registered strategies.
+"""Presets of the ``peft`` strategy: LoRA (and its initialisations), DoRA, VeRA, AdaLoRA, IA3, prefix and prompt
+tuning.
 
-peft does the injection; these strategies choose per-architecture defaults, validate settings with one-line
-errors, keep the task head trainable (peft ``modules_to_save``) and report counts the way the studies do:
-``trainable`` is the method's own tensors, ``total`` the original backbone, the head is counted apart.
+Each preset only chooses a peft config class and its settings, with per-architecture defaults and one-line errors;
+wrapping, freezing, counting, checkpoints and export are the one code path of
+:class:`~pet_lightning.strategies.peft_strategy.PeftStrategy`, shared with ``build_strategy("peft", config=...)``.
 
 >>> report = build_strategy("lora", r=8, alpha=16).apply(hf_model)
 >>> report.model  # a peft ``PeftModel``; train it, export it with ``pet_lightning.export``
-
-On multiple-choice models (COPA) prefix and prompt tuning wrap the encoder instead of the whole model,
-because peft's sequence-classification wrapper builds prefixes for ``[batch, length]`` inputs while the
-multiple-choice model feeds the encoder ``[batch * choices, length]``.
 """
 
 from __future__ import annotations
@@ -17,17 +14,17 @@ from __future__ import annotations
 import inspect
 import warnings
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from torch import nn
 
-from pet_lightning.strategies.base import (
-    Strategy,
-    StrategyError,
-    StrategyReport,
-    backbone_of,
-    register_strategy,
-    unwrap,
+from pet_lightning.strategies.base import StrategyError, backbone_of, register_strategy, unwrap
+from pet_lightning.strategies.peft_strategy import (  # noqa: F401 - _report and head_module_names are shared API
+    PeftStrategy,
+    _check_lora_plus,
+    _model_type,
+    _report,
+    head_module_names,
 )
 
 # Query and value projections, as in the LoRA paper and the "Revisiting" study's code.
@@ -39,144 +36,36 @@ LORA_TARGETS: dict[str, list[str]] = {
     "deberta-v2": ["query_proj", "value_proj"],
     "distilbert": ["q_lin", "v_lin"],
 }
-# IA3 scales keys, values and the input of the FFN's second layer (peft's mapping, extended to our families).
-IA3_TARGETS: dict[str, tuple[list[str], list[str]]] = {
-    "bert": (["key", "value", "output.dense"], ["output.dense"]),
-    "roberta": (["key", "value", "output.dense"], ["output.dense"]),
-    "xlm-roberta": (["key", "value", "output.dense"], ["output.dense"]),
-    "electra": (["key", "value", "output.dense"], ["output.dense"]),
-    "deberta-v2": (["key_proj", "value_proj", "output.dense"], ["output.dense"]),
+# IA3 (Liu et al. 2022) scales keys, values and the FFN's intermediate activation, i.e. the input of the FFN's
+# second layer. On BERT-style encoders that layer is `layer.N.output.dense`; a plain `output.dense` suffix would
+# also match the attention output projection `layer.N.attention.output.dense`, so these are full-match patterns.
+_BERT_FFN_OUT = r".*\.layer\.\d+\.output\.dense"
+IA3_TARGETS: dict[str, tuple[str | list[str], str | list[str]]] = {
+    **{
+        family: (r".*\.layer\.\d+\.(attention\.self\.(key|value)|output\.dense)", _BERT_FFN_OUT)
+        for family in ("bert", "roberta", "xlm-roberta", "electra")
+    },
+    "deberta-v2": (r".*\.layer\.\d+\.(attention\.self\.(key_proj|value_proj)|output\.dense)", _BERT_FFN_OUT),
     "distilbert": (["k_lin", "v_lin", "lin2"], ["lin2"]),
 }
+LORA_INITS: dict[str, bool | str] = {"kaiming": True, "gaussian": "gaussian", "pissa": "pissa", "olora": "olora"}
 
 
-def head_module_names(hf: nn.Module) -> list[str]:
-    """Top-level modules of the task model outside the encoder that hold parameters (``classifier``,
-    DistilBERT's ``pre_classifier``, DeBERTa's ``pooler``): what peft must keep trainable and save."""
-    backbone = backbone_of(hf)
-    return [
-        name
-        for name, child in hf.named_children()
-        if child is not backbone and any(True for _ in child.parameters())
-    ]
-
-
-def _model_type(hf: nn.Module) -> str:
-    return getattr(getattr(hf, "config", None), "model_type", type(hf).__name__)
-
-
-def _check_targets(strategy: str, hf: nn.Module, targets: list[str]) -> None:
-    backbone_names = [name for name, _ in backbone_of(hf).named_modules()]
-    missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in backbone_names)]
-    if missing:
-        leaves = sorted({n.rsplit(".", 1)[-1] for n, m in backbone_of(hf).named_modules() if isinstance(m, nn.Linear)})
+def default_targets(strategy: str, hf: nn.Module, given: list[str] | None) -> list[str]:
+    if given is not None:
+        return list(given)
+    kind = _model_type(hf)
+    if kind not in LORA_TARGETS:
         raise StrategyError(
-            f"{strategy}: target module {', '.join(missing)} does not exist in {type(hf).__name__}: "
-            f"use names of its linear layers, e.g. {', '.join(leaves)}"
+            f"{strategy} has no default target modules for model type {kind!r}: set target_modules, "
+            f"e.g. [query, value]"
         )
+    return LORA_TARGETS[kind]
 
 
-@dataclass
-class PeftStrategy(Strategy):
-    """Base of the peft-backed strategies: subclasses build the ``peft`` config."""
-
-    is_prompt_learning: ClassVar[bool] = False
-
-    def peft_config(self, hf: nn.Module, task_type: str | None) -> Any:
-        raise NotImplementedError
-
-    def _wraps_encoder(self, hf: nn.Module) -> bool:
-        return self.is_prompt_learning and type(hf).__name__.endswith("ForMultipleChoice")
-
-    def prepare(self, model: nn.Module) -> nn.Module:
-        from peft import get_peft_model
-
-        hf = unwrap(model)
-        if hasattr(hf, "peft_config") or model is not hf:
-            raise StrategyError(f"{self.name}: the model already carries a peft method: call remove(model) first")
-        if self._wraps_encoder(hf):
-            prefix = hf.base_model_prefix
-            encoder = get_peft_model(getattr(hf, prefix), self.peft_config(hf, "FEATURE_EXTRACTION"))
-            setattr(hf, prefix, encoder)
-            return hf
-        config = self.peft_config(hf, "SEQ_CLS")
-        config.modules_to_save = head_module_names(hf)
-        return get_peft_model(hf, config)
-
-    def apply(self, model: nn.Module) -> StrategyReport:
-        with warnings.catch_warnings():
-            # peft warns that token type ids are dropped by prompt learning on encoders; nothing to act on.
-            warnings.filterwarnings("ignore", message=".*[Tt]oken type ids.*")
-            wrapped = self.prepare(model)
-        return _report(self, wrapped)
-
-    def injected_parameters(self, model: nn.Module) -> set[str]:
-        return {name for name, p in model.named_parameters() if _is_method_param(name)}
-
-    def remove(self, model: nn.Module) -> nn.Module:
-        """Drop the method (unmerged) and keep the trained head: returns the plain Hugging Face model."""
-        from peft import PeftModel
-
-        if isinstance(model, PeftModel):
-            if not self.is_prompt_learning:
-                model.base_model.unload()
-            hf = model.get_base_model()
-        else:
-            hf = model
-            prefix = hf.base_model_prefix
-            encoder = getattr(hf, prefix)
-            if isinstance(encoder, PeftModel):
-                setattr(hf, prefix, encoder.get_base_model())
-        _unwrap_saved_modules(hf)
-        if hasattr(hf, "peft_config"):
-            del hf.peft_config
-        return hf
-
-
-def _is_method_param(name: str) -> bool:
-    return any(key in name for key in ("lora_", "ia3_", "prompt_encoder."))
-
-
-def _unwrap_saved_modules(hf: nn.Module) -> None:
-    from peft.utils.other import ModulesToSaveWrapper
-
-    for name, module in list(hf.named_modules()):
-        if isinstance(module, ModulesToSaveWrapper):
-            parent = hf.get_submodule(name.rpartition(".")[0]) if "." in name else hf
-            active = module.active_adapters
-            trained = module.modules_to_save[module.active_adapter] if active else module.original_module
-            setattr(parent, name.rpartition(".")[2], trained)
-
-
-def _report(strategy: Strategy, model: nn.Module) -> StrategyReport:
-    """Freeze everything but the method's tensors and the head; count them against the original backbone."""
-    hf = unwrap(model)
-    method = strategy.injected_parameters(model)
-    backbone_ids = {id(p) for p in backbone_of(hf).parameters()}
-    names = dict(model.named_parameters())
-    if any(".modules_to_save." in n for n in names):
-        head = [n for n in names if ".modules_to_save." in n]
-    else:
-        head = [n for n, p in names.items() if id(p) not in backbone_ids and n not in method]
-    model.requires_grad_(False)
-    for name in (*method, *head):
-        names[name].requires_grad_(True)
-    trainable = sum(names[n].numel() for n in method)
-    if trainable == 0:
-        raise StrategyError(
-            f"strategy {strategy.name!r} injected no parameter into {type(hf).__name__}: check its settings"
-        )
-    method_ids = {id(names[n]) for n in method}
-    total = sum(p.numel() for p in backbone_of(hf).parameters() if id(p) not in method_ids)
-    return StrategyReport(
-        strategy=strategy.name,
-        trainable=trainable,
-        total=total,
-        head=sum(names[n].numel() for n in head),
-        model=model,
-        trainable_names=tuple(n for n, p in model.named_parameters() if p.requires_grad),
-        head_names=tuple(head),
-    )
+def _check_dropout(name: str, dropout: float) -> None:
+    if not 0 <= dropout < 1:
+        raise StrategyError(f"{name} dropout={dropout}: use a probability in [0, 1)")
 
 
 @register_strategy("lora")
@@ -191,40 +80,158 @@ class LoRA(PeftStrategy):
         target_modules: Linear layers to adapt (name suffixes). None: query and value of the architecture
             (``query``/``value`` for BERT, RoBERTa, ELECTRA; ``query_proj``/``value_proj`` for DeBERTa-v2;
             ``q_lin``/``v_lin`` for DistilBERT).
+        init: ``kaiming`` (A Kaiming-uniform, B zero: the LoRA paper), ``gaussian`` (A Gaussian), ``pissa``
+            (A, B from the top singular vectors of W, which keeps the residual: PiSSA) or ``olora`` (QR of W).
+            PiSSA and OLoRA change the frozen weights to the residual; checkpoints rebuild it from the backbone.
+        lora_plus_ratio: LoRA+: the B matrices get their own parameter group at this multiple of the learning
+            rate of the A matrices (the paper suggests 16). None: one learning rate.
     """
 
     r: int = 8
     alpha: float = 16
     dropout: float = 0.1
     target_modules: list[str] | None = None
+    init: str = "kaiming"
+    lora_plus_ratio: float | None = None
 
     def __post_init__(self) -> None:
         if self.r <= 0:
-            raise StrategyError(f"lora r={self.r}: the rank must be a positive integer, e.g. r: 8")
+            raise StrategyError(f"{self.name} r={self.r}: the rank must be a positive integer, e.g. r: 8")
         if self.alpha <= 0:
-            raise StrategyError(f"lora alpha={self.alpha}: use a positive scaling, e.g. alpha: 16")
-        if not 0 <= self.dropout < 1:
-            raise StrategyError(f"lora dropout={self.dropout}: use a probability in [0, 1)")
+            raise StrategyError(f"{self.name} alpha={self.alpha}: use a positive scaling, e.g. alpha: 16")
+        _check_dropout(self.name, self.dropout)
+        if self.init not in LORA_INITS:
+            raise StrategyError(f"{self.name} init={self.init!r}: choose one of {', '.join(LORA_INITS)}")
+        _check_lora_plus(self.name, self.lora_plus_ratio)
 
     def targets(self, hf: nn.Module) -> list[str]:
-        if self.target_modules is not None:
-            return list(self.target_modules)
-        kind = _model_type(hf)
-        if kind not in LORA_TARGETS:
-            raise StrategyError(
-                f"lora has no default target modules for model type {kind!r}: set target_modules, "
-                f"e.g. [query, value]"
-            )
-        return LORA_TARGETS[kind]
+        return default_targets(self.name, hf, self.target_modules)
 
-    def peft_config(self, hf: nn.Module, task_type: str | None) -> Any:
+    def config_class(self) -> type:
         from peft import LoraConfig
 
-        targets = self.targets(hf)
-        _check_targets("lora", hf, targets)
-        return LoraConfig(
-            task_type=task_type, r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout, target_modules=targets
-        )
+        return LoraConfig
+
+    def config_spec(self, hf: nn.Module) -> dict[str, Any]:
+        return {
+            "r": self.r, "lora_alpha": self.alpha, "lora_dropout": self.dropout, "target_modules": self.targets(hf),
+            "init_lora_weights": LORA_INITS[self.init],
+        }
+
+
+@register_strategy("dora")
+@dataclass
+class DoRA(LoRA):
+    """DoRA (Liu et al. 2024): LoRA on the direction of each weight plus a trained magnitude per output feature
+    (peft ``LoraConfig(use_dora=True)``). Settings as ``lora``; adds ``out_features`` parameters per layer."""
+
+    def config_spec(self, hf: nn.Module) -> dict[str, Any]:
+        return {**super().config_spec(hf), "use_dora": True}
+
+
+@register_strategy("vera")
+@dataclass
+class VeRA(PeftStrategy):
+    """VeRA (Kopiczko et al. 2024): frozen random low-rank matrices shared by all layers, scaled by two trained
+    vectors per layer (``r`` + ``out_features`` parameters; peft ``VeraConfig``).
+
+    The shared matrices come from ``projection_prng_key``; checkpoints rebuild them from it, exports hold them.
+
+    Args:
+        r: Rank of the shared random matrices (VeRA uses far larger ranks than LoRA: 256 to 1024).
+        target_modules: As ``lora``; all targeted layers share the matrices.
+        dropout: Dropout on the VeRA branch's input.
+        d_initial: Initial value of the trained ``d`` vector.
+        projection_prng_key: Seed of the shared random matrices.
+    """
+
+    r: int = 256
+    target_modules: list[str] | None = None
+    dropout: float = 0.0
+    d_initial: float = 0.1
+    projection_prng_key: int = 0
+
+    def __post_init__(self) -> None:
+        if self.r <= 0:
+            raise StrategyError(f"vera r={self.r}: the rank must be a positive integer, e.g. r: 256")
+        _check_dropout("vera", self.dropout)
+
+    def config_class(self) -> type:
+        from peft import VeraConfig
+
+        return VeraConfig
+
+    def config_spec(self, hf: nn.Module) -> dict[str, Any]:
+        return {
+            "r": self.r, "target_modules": default_targets("vera", hf, self.target_modules),
+            "vera_dropout": self.dropout, "d_initial": self.d_initial, "projection_prng_key": self.projection_prng_key,
+            "save_projection": True,
+        }
+
+
+@register_strategy("adalora")
+@dataclass
+class AdaLoRA(PeftStrategy):
+    """AdaLoRA (Zhang et al. 2023): SVD-shaped LoRA ``P diag(E) Q`` whose rank budget is pruned from ``init_r`` to
+    ``target_r`` per layer on average by importance (peft ``AdaLoraConfig``).
+
+    Trains only with the :class:`~pet_lightning.callbacks.AdaLoraSchedule` callback (the CLI adds it): it sets the
+    total step count from the trainer, calls ``update_and_allocate`` after every optimizer step and adds the
+    orthogonal regulariser's gradient.
+
+    Args:
+        init_r: Initial rank of every adapted layer.
+        target_r: Average rank the budget is pruned to.
+        alpha: Scaling numerator (the update is scaled by ``alpha / init_r``).
+        dropout: Dropout on the branch's input.
+        target_modules: As ``lora``.
+        tinit: Optimizer steps before pruning starts.
+        tfinal: Optimizer steps at the end with the final ranks fixed.
+        delta_t: Steps between two budget allocations.
+        beta1: EMA coefficient of the importance (sensitivity) scores.
+        beta2: EMA coefficient of their uncertainty.
+        orth_reg_weight: Weight of the orthogonality regulariser on P and Q.
+        lora_plus_ratio: As ``lora`` (the Q, i.e. ``lora_B``, matrices).
+    """
+
+    init_r: int = 12
+    target_r: int = 8
+    alpha: float = 16
+    dropout: float = 0.1
+    target_modules: list[str] | None = None
+    tinit: int = 0
+    tfinal: int = 0
+    delta_t: int = 1
+    beta1: float = 0.85
+    beta2: float = 0.85
+    orth_reg_weight: float = 0.5
+    lora_plus_ratio: float | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 < self.target_r <= self.init_r:
+            raise StrategyError(
+                f"adalora target_r={self.target_r}, init_r={self.init_r}: use 0 < target_r <= init_r, e.g. 8 and 12"
+            )
+        if self.tinit < 0 or self.tfinal < 0 or self.delta_t <= 0:
+            raise StrategyError(
+                f"adalora tinit={self.tinit}, tfinal={self.tfinal}, delta_t={self.delta_t}: use tinit, tfinal >= 0 "
+                "and delta_t >= 1 (optimizer steps)"
+            )
+        _check_dropout("adalora", self.dropout)
+        _check_lora_plus("adalora", self.lora_plus_ratio)
+
+    def config_class(self) -> type:
+        from peft import AdaLoraConfig
+
+        return AdaLoraConfig
+
+    def config_spec(self, hf: nn.Module) -> dict[str, Any]:
+        return {
+            "init_r": self.init_r, "target_r": self.target_r, "lora_alpha": self.alpha, "lora_dropout": self.dropout,
+            "target_modules": default_targets("adalora", hf, self.target_modules), "tinit": self.tinit,
+            "tfinal": self.tfinal, "deltaT": self.delta_t, "beta1": self.beta1, "beta2": self.beta2,
+            "orth_reg_weight": self.orth_reg_weight,
+        }
 
 
 @register_strategy("ia3")
@@ -237,16 +244,19 @@ class IA3(PeftStrategy):
 
     Args:
         target_modules: Layers whose output (or input, for feed-forward ones) is scaled. None: the
-            architecture's keys, values and FFN output layer.
-        feedforward_modules: Which of ``target_modules`` are scaled on their input. None: the FFN output layer.
+            architecture's keys, values and the FFN's second layer (scaled on its input: the activation).
+        feedforward_modules: Which of ``target_modules`` are scaled on their input. None: the FFN's second layer.
     """
 
     target_modules: list[str] | None = None
     feedforward_modules: list[str] | None = None
 
-    def peft_config(self, hf: nn.Module, task_type: str | None) -> Any:
+    def config_class(self) -> type:
         from peft import IA3Config
 
+        return IA3Config
+
+    def config_spec(self, hf: nn.Module) -> dict[str, Any]:
         kind = _model_type(hf)
         targets, feedforward = self.target_modules, self.feedforward_modules
         if targets is None:
@@ -257,11 +267,10 @@ class IA3(PeftStrategy):
                 )
             targets, default_ff = IA3_TARGETS[kind]
             feedforward = default_ff if feedforward is None else feedforward
-        feedforward = [] if feedforward is None else list(feedforward)
-        if not set(feedforward) <= set(targets):
+        feedforward = [] if feedforward is None else feedforward
+        if isinstance(targets, list) and not set(feedforward) <= set(targets):
             raise StrategyError(f"ia3 feedforward_modules {feedforward} must be a subset of target_modules {targets}")
-        _check_targets("ia3", hf, list(targets))
-        return IA3Config(task_type=task_type, target_modules=list(targets), feedforward_modules=feedforward)
+        return {"target_modules": targets, "feedforward_modules": feedforward}
 
     def check_run(self, model: nn.Module, *, max_length: int | None = None, precision: str | None = None) -> None:
         if precision is not None and "bf16-true" in str(precision):
@@ -274,7 +283,6 @@ class IA3(PeftStrategy):
 
 @dataclass
 class _VirtualTokens(PeftStrategy):
-    is_prompt_learning: ClassVar[bool] = True
     num_virtual_tokens: int = 16
 
     def __post_init__(self) -> None:
@@ -322,16 +330,18 @@ class PrefixTuning(_VirtualTokens):
             )
         return super().prepare(model)
 
-    def peft_config(self, hf: nn.Module, task_type: str | None) -> Any:
+    def config_class(self) -> type:
         from peft import PrefixTuningConfig
 
-        kwargs: dict[str, Any] = {}
+        return PrefixTuningConfig
+
+    def config_spec(self, hf: nn.Module) -> dict[str, Any]:
+        settings: dict[str, Any] = {
+            "num_virtual_tokens": self.num_virtual_tokens, "prefix_projection": self.projection,
+        }
         if self.projection:
-            kwargs["encoder_hidden_size"] = self.projection_hidden_size or hf.config.hidden_size
-        return PrefixTuningConfig(
-            task_type=task_type, num_virtual_tokens=self.num_virtual_tokens, prefix_projection=self.projection,
-            **kwargs,
-        )
+            settings["encoder_hidden_size"] = self.projection_hidden_size or hf.config.hidden_size
+        return settings
 
 
 @register_strategy("prompt", "prompt_tuning")
@@ -343,10 +353,13 @@ class PromptTuning(_VirtualTokens):
         num_virtual_tokens: Soft prompt length; the prompt plus ``max_length`` must fit the model's positions.
     """
 
-    def peft_config(self, hf: nn.Module, task_type: str | None) -> Any:
+    def config_class(self) -> type:
         from peft import PromptTuningConfig
 
-        return PromptTuningConfig(task_type=task_type, num_virtual_tokens=self.num_virtual_tokens)
+        return PromptTuningConfig
+
+    def config_spec(self, hf: nn.Module) -> dict[str, Any]:
+        return {"num_virtual_tokens": self.num_virtual_tokens}
 
     def check_run(self, model: nn.Module, *, max_length: int | None = None, precision: str | None = None) -> None:
         super().check_run(model, max_length=max_length, precision=precision)

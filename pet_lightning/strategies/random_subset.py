@@ -1,4 +1,8 @@
-"""Random subset: individual scalar parameters, drawn uniformly from the backbone, train (the Random row).
+"""Random subset: individual scalar parameters, drawn uniformly from the encoder layers, train (the Random row).
+
+By default the draw skips the embeddings and the pooler: about half of MiniLM's scalars are word embeddings, and
+most of their rows never see a token of a task's data, so a draw there would count parameters that never train.
+``include_embeddings`` draws from the whole backbone.
 
 The choice uses torch's global random generator at ``apply`` time; ``PETModule`` seeds it with ``init_seed``,
 so the same seed picks the same elements (and a checkpoint can be checked against the rebuilt mask).
@@ -30,12 +34,16 @@ class RandomSubset(Strategy):
             ``layernorm`` (with the same ``layers``) trains on this model, the study's Random baseline.
         fraction: Fraction of the pool's scalars, in (0, 1].
         layers: Draw only from these transformer layers (0-based, negative counts from the top). None draws
-            from the whole backbone (embeddings and pooler included).
+            from every transformer layer.
+        include_embeddings: With ``layers`` None, draw from the whole backbone: embeddings and pooler too.
     """
 
     count: int | None = field(default=None, metadata={"help": "number of scalars to tune"})
     fraction: float | None = field(default=None, metadata={"help": "fraction of the pool's scalars to tune"})
     layers: list[int] | None = field(default=None, metadata={"help": "transformer layers to draw from; None = all"})
+    include_embeddings: bool = field(
+        default=False, metadata={"help": "also draw from the embeddings and the pooler (layers must be None)"}
+    )
 
     def __post_init__(self) -> None:
         if self.count is not None and self.fraction is not None:
@@ -46,6 +54,11 @@ class RandomSubset(Strategy):
         if self.fraction is not None and not 0 < self.fraction <= 1:
             raise StrategyError(f"strategy {self.name!r}: fraction={self.fraction!r} must be in (0, 1]")
         self.layers = check_layers(self.layers, self.name)
+        if self.include_embeddings and self.layers is not None:
+            raise StrategyError(
+                f"strategy {self.name!r}: include_embeddings draws from the whole backbone: drop layers, or set "
+                "include_embeddings: false"
+            )
         self._drawn: dict[str, torch.Tensor] = {}
 
     def select(self, model: nn.Module) -> Iterable[str]:
@@ -73,7 +86,7 @@ class RandomSubset(Strategy):
         return {name: self._drawn[name] for name in selected}
 
     def _pool(self, hf: nn.Module) -> list[str]:
-        if self.layers is None:
+        if self.include_embeddings:
             prefix = hf.base_model_prefix
             return [f"{prefix}.{name}" for name, _ in backbone_of(hf).named_parameters()]
         chosen = find_roles(hf).pick(self.layers, self.name)

@@ -1,4 +1,5 @@
-"""LoRA, prefix, prompt and IA3 through peft: what trains, counts, errors, training, checkpoints and resume."""
+"""The peft presets (LoRA, DoRA, VeRA, AdaLoRA, IA3, prefix, prompt) and a user-written peft config: what trains,
+counts, errors, training, checkpoints and resume."""
 
 from __future__ import annotations
 
@@ -22,22 +23,44 @@ PROMPT_HEAD = {"base_model.classifier.modules_to_save.default.weight",
                "base_model.classifier.modules_to_save.default.bias"}
 
 
-def lora_names(r_modules=("query", "value")) -> set[str]:
+def adapted(*tensors: str, modules=("attention.self.query", "attention.self.value")) -> set[str]:
+    """Names of the given per-module tensors on every MiniLM layer's ``modules``."""
     return {
-        f"base_model.model.bert.encoder.layer.{i}.attention.self.{m}.lora_{ab}.default.weight"
-        for i in range(MINILM_LAYERS) for m in r_modules for ab in "AB"
+        f"base_model.model.bert.encoder.layer.{i}.{m}.{t}"
+        for i in range(MINILM_LAYERS) for m in modules for t in tensors
     }
 
 
+def lora_names(r_modules=("query", "value")) -> set[str]:
+    return adapted("lora_A.default.weight", "lora_B.default.weight",
+                   modules=tuple(f"attention.self.{m}" for m in r_modules))
+
+
 def ia3_names() -> set[str]:
-    parts = ("attention.self.key", "attention.self.value", "attention.output.dense", "output.dense")
-    return {f"base_model.model.bert.encoder.layer.{i}.{p}.ia3_l.default" for i in range(MINILM_LAYERS) for p in parts}
+    # Keys, values and the FFN's second layer (its input: the intermediate activation); not attention.output.dense.
+    return adapted("ia3_l.default", modules=("attention.self.key", "attention.self.value", "output.dense"))
+
+
+# A method no preset covers (LoHa, from LyCORIS), given as a user-written peft config.
+LOHA = {"config": {"class_path": "peft.LoHaConfig", "init_args": {"r": 4, "target_modules": ["query", "value"]}}}
+ADAPTED = MINILM_LAYERS * 2  # query and value of every layer
 
 
 # name -> (settings, method tensor names, head names, trainable count on MiniLM)
 CASES = {
     "lora": ({"r": 8}, lora_names(), HEAD_COPY, MINILM_LAYERS * 2 * 2 * 8 * HIDDEN),
-    "ia3": ({}, ia3_names(), HEAD_COPY, MINILM_LAYERS * (3 * HIDDEN + FFN)),
+    "ia3": ({}, ia3_names(), HEAD_COPY, MINILM_LAYERS * (2 * HIDDEN + FFN)),
+    # DoRA: LoRA plus one magnitude per output feature.
+    "dora": ({"r": 8}, lora_names() | adapted("lora_magnitude_vector.default.weight"), HEAD_COPY,
+             ADAPTED * (2 * 8 * HIDDEN + HIDDEN)),
+    # VeRA: the shared random matrices are frozen buffers; b (out_features) and d (r) train.
+    "vera": ({"r": 64}, adapted("vera_lambda_b.default", "vera_lambda_d.default"), HEAD_COPY, ADAPTED * (64 + HIDDEN)),
+    # AdaLoRA: P (init_r x in), Q (out x init_r) and the singular values E (init_r).
+    "adalora": ({"init_r": 6, "target_r": 2}, adapted("lora_A.default", "lora_B.default", "lora_E.default"),
+                HEAD_COPY, ADAPTED * (6 * HIDDEN + HIDDEN * 6 + 6)),
+    # LoHa: two Hadamard-multiplied rank-4 factorisations, w1_a/w2_a (out x r) and w1_b/w2_b (r x in).
+    "peft": (LOHA, adapted(*(f"hada_w{i}_{ab}.default" for i in (1, 2) for ab in "ab")), HEAD_COPY,
+             ADAPTED * 2 * (4 * HIDDEN + 4 * HIDDEN)),
     "prefix": ({"num_virtual_tokens": 10}, {"prompt_encoder.default.embedding.weight"}, PROMPT_HEAD,
                10 * MINILM_LAYERS * 2 * HIDDEN),
     "prompt": ({"num_virtual_tokens": 10}, {"prompt_encoder.default.embedding.weight"}, PROMPT_HEAD, 10 * HIDDEN),
@@ -79,7 +102,8 @@ def test_lora_r8_on_query_value_of_roberta_base_is_294912():
 
 def test_ia3_scales_of_bert_base_and_per_architecture_lora_defaults():
     report = build_strategy("ia3").apply(build_from_config(BertConfig(), get_task("rte")))
-    assert report.trainable == 12 * (3 * 768 + 3072)
+    # The IA3 paper's vectors: keys (768), values (768) and the FFN's intermediate activation (3072) per layer.
+    assert report.trainable == 12 * (768 + 768 + 3072) == 55_296
     expected = {"roberta": "query", "deberta-v2": "query_proj", "electra": "query", "distilbert": "q_lin"}
     for family, query in expected.items():
         report = build_strategy("lora", r=2).apply(tiny_model(family))
@@ -169,7 +193,13 @@ def test_optimizer_groups_give_the_head_and_the_method_their_own_learning_rates(
         assert by_id[id(named[name])]["lr"] == (5e-3 if name in HEAD_COPY else 1e-3), name
 
 
-LEARNING_RATES = {"lora": 5e-3, "ia3": 2e-2, "prefix": 1e-2, "prompt": 3e-2}
+LEARNING_RATES = {"lora": 5e-3, "ia3": 2e-2, "prefix": 1e-2, "prompt": 3e-2, "dora": 5e-3, "vera": 2e-2,
+                  "adalora": 5e-3, "peft": 5e-3}
+
+
+def needed(strategy: dict) -> list:
+    """The callbacks the strategy declares it needs (AdaLoRA's schedule), as PETLightningCLI adds them."""
+    return getattr(build_strategy(strategy), "required_callbacks", list)()
 
 
 def _mean_loss(module: PETModule, batches) -> float:
@@ -183,27 +213,35 @@ def test_fifty_real_steps_lower_the_loss_and_move_the_method_tensors(tmp_path, d
     L.seed_everything(0)
     dm = GlueDataModule(task="rte", data_dir=data_dir, batch_size=8, max_length=64, train_subset=80)
     dm.setup("fit")
-    module = PETModule(task="rte", strategy={"name": name, **CASES[name][0]}, learning_rate=LEARNING_RATES[name],
+    strategy = {"name": name, **CASES[name][0]}
+    module = PETModule(task="rte", strategy=strategy, learning_rate=LEARNING_RATES[name],
                        head_learning_rate=5e-3, warmup_ratio=0.0, init_seed=0)
     batches = list(dm.train_dataloader())
     before = _mean_loss(module, batches)
     method = {n: p.detach().clone() for n, p in module.model.named_parameters() if n in CASES[name][1]}
     module.train()
-    trainer(tmp_path, max_steps=50, limit_val_batches=0).fit(module, datamodule=dm)
+    trainer(tmp_path, max_steps=50, limit_val_batches=0, callbacks=needed(strategy)).fit(module, datamodule=dm)
     after = _mean_loss(module, batches)
     # Losses are measured in eval mode on the same batches, so any drop is real. Prefix and prompt tuning move
     # slowest (0.689 -> 0.651 and 0.659 here; LoRA and IA3 reach about 0.45).
     assert after < before - 0.01, (before, after)
     moved = {n: float((p - method[n]).abs().max()) for n, p in module.model.named_parameters() if n in method}
+    if name == "adalora":
+        # The schedule pruned the singular values E to the budget: target_r per adapted module on average (pruned
+        # ones are zero, their initial value, so E is excluded from "every tensor moved").
+        kept = sum(int((p != 0).sum()) for n, p in module.model.named_parameters() if ".lora_E." in n)
+        assert kept == CASES[name][0]["target_r"] * ADAPTED
+        moved = {n: v for n, v in moved.items() if ".lora_E." not in n}
     assert all(v > 0 for v in moved.values()), moved
 
 
-@pytest.mark.parametrize("name", ["lora", "prefix"])
+@pytest.mark.parametrize("name", ["lora", "prefix", "dora", "vera", "adalora", "peft"])
 def test_checkpoint_holds_method_and_head_and_reloads_identical_logits(tmp_path, data_dir, name):
     L.seed_everything(0)
     dm = GlueDataModule(task="rte", data_dir=data_dir, batch_size=8, max_length=64, train_subset=16)
-    module = PETModule(task="rte", strategy={"name": name, **CASES[name][0]}, learning_rate=1e-2)
-    run = trainer(tmp_path, max_steps=2, limit_val_batches=0, precision="32-true")
+    strategy = {"name": name, **CASES[name][0]}
+    module = PETModule(task="rte", strategy=strategy, learning_rate=1e-2)
+    run = trainer(tmp_path, max_steps=2, limit_val_batches=0, precision="32-true", callbacks=needed(strategy))
     run.fit(module, datamodule=dm)
     path = tmp_path / "method.ckpt"
     run.save_checkpoint(path)
@@ -225,8 +263,8 @@ def _fit(tmp_path, data_dir, strategy: dict, ckpt_path=None, callbacks=()) -> tu
     # Dropout on: the checkpoint carries the dropout stream, so the resumed run draws the same masks.
     module = PETModule(task="rte", strategy=strategy, learning_rate=5e-3, head_learning_rate=1e-3,
                        warmup_ratio=0.2, init_seed=1, hidden_dropout=0.1)
-    run = trainer(tmp_path, max_epochs=2, limit_val_batches=0, precision="32-true", callbacks=list(callbacks),
-                  enable_checkpointing=bool(callbacks))
+    run = trainer(tmp_path, max_epochs=2, limit_val_batches=0, precision="32-true",
+                  callbacks=[*callbacks, *needed(strategy)], enable_checkpointing=bool(callbacks))
     run.fit(module, datamodule=dm, ckpt_path=ckpt_path)
     return module, run
 
@@ -247,6 +285,12 @@ def assert_resume_equals_uninterrupted(tmp_path, data_dir, strategy: dict) -> No
 
 def test_lora_resume_equals_uninterrupted(tmp_path, data_dir):
     assert_resume_equals_uninterrupted(tmp_path, data_dir, {"name": "lora", "r": 4, "dropout": 0.1})
+
+
+@pytest.mark.parametrize("name", ["dora", "vera", "adalora", "peft"])
+def test_new_presets_resume_equals_uninterrupted(tmp_path, data_dir, name):
+    # AdaLoRA prunes from step 1 of 6 here: its importance scores and rank pattern must come back with the checkpoint.
+    assert_resume_equals_uninterrupted(tmp_path, data_dir, {"name": name, **CASES[name][0]})
 
 
 def test_resume_without_the_stored_dropout_stream_differs(tmp_path, data_dir):

@@ -28,11 +28,12 @@ def test_default_count_equals_layernorm_count_and_masks_are_consistent(minilm):
 def test_count_fraction_and_layers(minilm):
     torch.manual_seed(0)
     assert build_strategy("random", count=1000).apply(minilm).trainable == 1000
-    assert build_strategy("random", fraction=0.001).apply(minilm).trainable == round(0.001 * MINILM_TOTAL)
+    whole = build_strategy("random", fraction=0.001, include_embeddings=True).apply(minilm)
+    assert whole.trainable == round(0.001 * MINILM_TOTAL)
     report = build_strategy("random", layers=[0]).apply(minilm)
     assert report.trainable == 2 * 2 * HIDDEN  # layernorm's count on layer 0
     assert all(n.startswith("bert.encoder.layer.0.") for n in report.masks)
-    with pytest.raises(Exception, match="count=99999999 exceeds the 22713216 parameters"):
+    with pytest.raises(Exception, match="count=99999999 exceeds the 10646784 parameters"):
         build_strategy("random", count=99_999_999).apply(minilm)
 
 
@@ -73,3 +74,37 @@ def test_checkpoint_holds_only_chosen_values_and_reload_and_resume_reproduce_exa
     other_seed = PETModule(task="rte", strategy="random", init_seed=1)
     with pytest.raises(ValueError, match="differs from the checkpoint's: build the module with the same init_seed"):
         other_seed.on_load_checkpoint(stored)
+
+
+def test_by_default_the_draw_skips_embeddings_and_pooler(minilm):
+    # About half of MiniLM's scalars are word embeddings; a default draw lands only in the transformer layers.
+    torch.manual_seed(0)
+    report = build_strategy("random", count=200_000).apply(minilm)
+    assert report.trainable == 200_000
+    assert report.masks and all(n.startswith("bert.encoder.layer.") for n in report.masks)
+    encoder = sum(p.numel() for n, p in minilm.named_parameters() if n.startswith("bert.encoder.layer."))
+    assert build_strategy("random", fraction=0.01).apply(minilm).trainable == round(0.01 * encoder)
+    torch.manual_seed(0)
+    whole = build_strategy("random", count=200_000, include_embeddings=True).apply(minilm)
+    assert any(n.startswith("bert.embeddings.") for n in whole.masks)
+    with pytest.raises(Exception, match="include_embeddings draws from the whole backbone"):
+        build_strategy("random", layers=[0], include_embeddings=True)
+
+
+def test_gradient_masks_follow_a_dtype_and_device_move(minilm):
+    from pet_lightning.strategies.base import GradientMask
+
+    torch.manual_seed(0)
+    report = build_strategy("random", count=5000).apply(minilm)
+    minilm.double()  # moved after apply, as Lightning moves a module to its device
+    batch = torch.randint(0, 1000, (2, 8))
+    minilm(input_ids=batch).logits.sum().backward()
+    for name, param in minilm.named_parameters():
+        if name in report.masks:
+            assert param.grad.dtype == torch.float64
+            assert not param.grad[~report.masks[name]].any(), name
+    # A gradient on another device (meta stands in for a GPU here) gets the mask on that device.
+    hook = GradientMask(torch.tensor([True, False, True]))
+    out = hook(torch.ones(3, device="meta"))
+    assert out.device.type == "meta" and hook.mask.device.type == "meta"
+    assert torch.equal(GradientMask(torch.tensor([True, False]))(torch.ones(2)), torch.tensor([1.0, 0.0]))

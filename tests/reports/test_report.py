@@ -10,8 +10,8 @@ import pytest
 from scipy import stats
 
 from pet_lightning.cli import EXTRA_COMMANDS, main
-from pet_lightning.report import build_report, log_to_wandb, table2, table3, welch_t_test, write_report
-from pet_lightning.sweep import SweepError
+from pet_lightning.reports import build_report, log_to_wandb, table2, table3, welch_t_test, write_report
+from pet_lightning.sweeps.records import SweepError
 
 SEEDS = [1111, 2222, 3333, 4444, 5555]
 # Scores x 100 per (task, method): cb is a low-resource task, rte a medium one.
@@ -30,19 +30,26 @@ def _read_csv(path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
+TRAIN_EXAMPLES = {"cb": 250, "rte": 2490}
+
+
+def _record(task, method, seed, mode, score, leaky=False, **extra) -> dict:
+    return {"run_id": f"{task}.{method}.{mode}.{seed}", "task": task, "method": method, "seed": seed,
+            "seed_mode": mode, "score": score / 100, "headline": "accuracy", "steps": 100 + seed % 7,
+            "best_step": 50, "leaky": leaky, "protocol": "standard" if leaky else "dev_split",
+            "config_hash": f"{task}-{method}", "run_hash": f"{seed}", "train_examples": TRAIN_EXAMPLES[task],
+            "status": "ok", **extra}
+
+
 def _records(leaky: bool = False) -> list[dict]:
     records = []
     for (task, method), scores in KNOWN.items():
         for seed, score in zip(SEEDS, scores):
-            records.append({"run_id": f"{task}.{method}.both.{seed}", "task": task, "method": method, "seed": seed,
-                            "seed_mode": "both", "score": score / 100, "headline": "accuracy", "steps": 100 + seed % 7,
-                            "best_step": 50, "leaky": leaky})
+            records.append(_record(task, method, seed, "both", score, leaky))
     # Table 4 rows: cb/full with only the init seed or only the order seed varying.
     for mode, scores in (("init", [83, 84, 85, 84, 84]), ("order", [78, 90, 84, 81, 87])):
         for seed, score in zip(SEEDS, scores):
-            records.append({"run_id": f"cb.full.{mode}.{seed}", "task": "cb", "method": "full", "seed": seed,
-                            "seed_mode": mode, "score": score / 100, "headline": "accuracy", "steps": 100,
-                            "best_step": 50, "leaky": leaky})
+            records.append(_record("cb", "full", seed, mode, score, leaky, steps=100))
     return records
 
 
@@ -132,3 +139,58 @@ def test_figures_and_tables_go_to_wandb(tmp_path):
     assert isinstance(run.payload["figure4"], wandb.Image) and isinstance(run.payload["figure5"], wandb.Image)
     assert isinstance(run.payload["table2"], wandb.Table)
     assert run.payload["table2"].columns[:4] == ["task", "group", "metric", "method"]
+
+
+def test_a_cell_never_mixes_two_configurations():
+    # An edited sweep wrote seed 5555 of cb/bitfit with another config into the same results file.
+    records = _records()
+    edited = next(r for r in records if (r["task"], r["method"], r["seed"]) == ("cb", "bitfit", 5555))
+    edited["config_hash"] = "edited42"
+    with pytest.raises(SweepError, match=r"cb / bitfit .* config cb-bitfit .* and config edited42 .*--split-configs"):
+        build_report(records)
+    report = build_report(records, split_configs=True)
+    labels = [m for m in report.methods if m.startswith("bitfit")]
+    assert labels == ["bitfit [dev_split cb-bitfit]", "bitfit [dev_split edited42]", "bitfit"]
+    assert report.cell("cb", labels[0]).values == [70, 71, 72, 73]
+    assert report.cell("cb", labels[1]).values == [74]
+    assert report.cell("rte", "bitfit").values == [66, 67, 68, 69, 70]  # rte/bitfit holds one config: unchanged
+
+
+def test_leaky_and_non_leaky_records_are_never_averaged():
+    records = _records()
+    leaky = next(r for r in records if (r["task"], r["method"], r["seed"]) == ("rte", "lora", 1111))
+    leaky.update(leaky=True, protocol="standard")
+    mixed = r"rte / lora .*\(protocol standard, leaky\) and config rte-lora \(protocol dev_split\)"
+    with pytest.raises(SweepError, match=mixed):
+        build_report(records)
+    report = build_report(records, split_configs=True)
+    assert report.cell("rte", "lora [standard leaky rte-lora]").leaky
+    assert not report.cell("rte", "lora [dev_split rte-lora]").leaky
+
+
+def test_resource_groups_follow_the_examples_runs_trained_on(tmp_path):
+    # RTE on a 500-example subset is a low-resource run, whatever the official train size (2,490).
+    records = [dict(r, train_examples=500) if r["task"] == "rte" else r for r in _records()]
+    report = build_report(records)
+    assert report.groups == {"cb": "low", "rte": "low"}
+    assert report.official_groups == {"cb": "low", "rte": "medium"}
+    header, rows, _ = table3(report)
+    assert header == ["method", "low (<1k)"]
+    page = write_report(records, tmp_path)["report"].read_text(encoding="utf-8")
+    assert "rte low (officially medium)" in page
+
+
+def test_a_seed_twice_in_one_cell_and_failed_runs(tmp_path):
+    records = _records()
+    with pytest.raises(SweepError, match="seed 1111 twice"):
+        build_report([*records, dict(records[0])])
+    failed = {**records[0], "run_id": "cb.full.both.424242", "seed": 424242, "status": "failed", "error": "boom"}
+    report = build_report([*records, failed])
+    assert report.failed_runs == ["cb.full.both.424242"] and 424242 not in report.cell("cb", "full").scores
+    assert "1 failed run(s)" in write_report([*records, failed], tmp_path)["report"].read_text(encoding="utf-8")
+
+
+def test_records_without_a_seed_free_config_hash_are_refused():
+    old = {k: v for k, v in _records()[0].items() if k != "run_hash"}
+    with pytest.raises(SweepError, match="no seed-free config hash"):
+        build_report([old])

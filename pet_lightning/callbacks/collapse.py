@@ -1,0 +1,174 @@
+"""``CollapseGuard``: warn when a run has collapsed to a constant prediction.
+
+Short PETuning runs often end predicting one value: a frozen head that only learned the label mean, a BitFit run
+whose training loss sits at the label variance (issue 15: STS-B seeds 1111 and 2222). Such runs score at chance
+and look like results. After every validation epoch the guard checks
+
+* **constant validation predictions**: regression: the predictions' standard deviation is below ``std_ratio``
+  times the training labels' standard deviation; classification (and multiple choice): every validation
+  example gets the same class (choice);
+* **training loss at the prior**: from epoch ``min_epoch`` on, the epoch's mean training loss is not below
+  ``(1 - loss_tolerance)`` times what predicting the label prior scores: the labels' variance (MSE, regression)
+  or the entropy of the training class frequencies (cross-entropy, classification),
+
+and warns with one line naming the epoch and the numbers. It also logs ``collapse/prediction_std`` (regression)
+or ``collapse/top_class_fraction`` (classification), and ``collapse/train_loss_over_prior``. Every finding is
+kept in :attr:`CollapseGuard.findings`. Predictions are read by a forward hook on the module during validation,
+the training loss and labels from the training batches as they pass: nothing runs twice.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_warn
+
+
+@dataclass
+class CollapseFinding:
+    epoch: int
+    kind: str  # "constant_predictions" or "loss_at_prior"
+    message: str
+
+
+class CollapseGuard(Callback):
+    """Warn (one line, with the epoch and the numbers) when a run collapses to a constant prediction.
+
+    Args:
+        std_ratio: Regression: warn when the validation predictions' std is below this fraction of the training
+            labels' std.
+        loss_tolerance: Warn when the epoch's mean training loss is above ``(1 - loss_tolerance)`` times the
+            label prior's loss (variance / class entropy).
+        min_epoch: First epoch whose training loss is checked (epoch 0 averages over the initial descent).
+    """
+
+    def __init__(self, std_ratio: float = 0.05, loss_tolerance: float = 0.05, min_epoch: int = 1):
+        if not 0 < std_ratio < 1 or not 0 <= loss_tolerance < 1 or min_epoch < 0:
+            raise ValueError(
+                f"CollapseGuard(std_ratio={std_ratio}, loss_tolerance={loss_tolerance}, min_epoch={min_epoch}): use "
+                "0 < std_ratio < 1, 0 <= loss_tolerance < 1 and min_epoch >= 0"
+            )
+        self.std_ratio = std_ratio
+        self.loss_tolerance = loss_tolerance
+        self.min_epoch = min_epoch
+        self.findings: list[CollapseFinding] = []
+        self._handle = None
+        self._reset_train()
+        self._reset_val()
+
+    # ------------------------------------------------------------------------------------------ training
+    def _reset_train(self) -> None:
+        self._loss_sum, self._loss_batches = 0.0, 0
+        self._labels: Counter = Counter()
+        self._label_moments = [0, 0.0, 0.0]  # count, sum, sum of squares (regression)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._loss_sum, self._loss_batches = 0.0, 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is not None:
+            self._loss_sum += float(loss.detach())
+            self._loss_batches += 1
+        labels = batch["label"].detach()
+        if pl_module.spec.kind == "regression":
+            values = labels.double()
+            self._label_moments[0] += values.numel()
+            self._label_moments[1] += float(values.sum())
+            self._label_moments[2] += float(values.pow(2).sum())
+        else:
+            self._labels.update(labels.tolist())
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        prior = self.prior_loss(pl_module.spec.kind)
+        if trainer.current_epoch < self.min_epoch or not self._loss_batches or not prior:
+            return
+        loss = self._loss_sum / self._loss_batches
+        if loss >= (1 - self.loss_tolerance) * prior:
+            what = "variance" if pl_module.spec.kind == "regression" else "class entropy"
+            self._warn(trainer.current_epoch, "loss_at_prior",
+                       f"mean training loss {loss:.4f} sits at the label {what} {prior:.4f} (ratio "
+                       f"{loss / prior:.3f}): the model predicts the label prior")
+
+    def prior_loss(self, kind: str) -> float | None:
+        """Loss of predicting the training label prior, from the labels seen so far in this fit."""
+        if kind == "regression":
+            count, total, squares = self._label_moments
+            return None if count < 2 else max(0.0, squares / count - (total / count) ** 2)
+        count = sum(self._labels.values())
+        if count == 0:
+            return None
+        return -sum(n / count * math.log(n / count) for n in self._labels.values() if n)
+
+    # ---------------------------------------------------------------------------------------- validation
+    def _reset_val(self) -> None:
+        self._pred_moments = [0, 0.0, 0.0]
+        self._classes: Counter = Counter()
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._reset_val()
+        if self._handle is None:
+            self._handle = pl_module.register_forward_hook(self._record)
+
+    def _record(self, module, args: Any, logits: torch.Tensor) -> None:
+        predictions = module.predictions(logits.detach())
+        if module.spec.kind == "regression":
+            values = predictions.double()
+            self._pred_moments[0] += values.numel()
+            self._pred_moments[1] += float(values.sum())
+            self._pred_moments[2] += float(values.pow(2).sum())
+        else:
+            self._classes.update(predictions.tolist())
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+        if trainer.sanity_checking:
+            return
+        epoch, kind = trainer.current_epoch, pl_module.spec.kind
+        if kind == "regression":
+            count, total, squares = self._pred_moments
+            if count < 2:
+                return
+            std = math.sqrt(max(0.0, squares / count - (total / count) ** 2))
+            pl_module.log("collapse/prediction_std", std, on_epoch=True)
+            prior = self.prior_loss(kind)
+            label_std = math.sqrt(prior) if prior else None
+            if label_std and std < self.std_ratio * label_std:
+                self._warn(epoch, "constant_predictions",
+                           f"validation predictions are constant: std {std:.4g} over {count} examples, "
+                           f"< {self.std_ratio:g} x the training labels' std {label_std:.4g}")
+        else:
+            count = sum(self._classes.values())
+            if count == 0:
+                return
+            top, top_count = self._classes.most_common(1)[0]
+            pl_module.log("collapse/top_class_fraction", top_count / count, on_epoch=True)
+            if len(self._classes) == 1 and count > 1:
+                self._warn(epoch, "constant_predictions",
+                           f"validation predictions are one class only: class {top} for all {count} examples")
+        prior = self.prior_loss(kind)
+        if self._loss_batches and prior:  # validation runs at the end of the epoch's training batches
+            pl_module.log("collapse/train_loss_over_prior", self._loss_sum / self._loss_batches / prior, on_epoch=True)
+
+    def _warn(self, epoch: int, kind: str, message: str) -> None:
+        self.findings.append(CollapseFinding(epoch, kind, message))
+        rank_zero_warn(f"CollapseGuard: epoch {epoch}: {message}")
+
+    # ------------------------------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        return {"labels": dict(self._labels), "label_moments": list(self._label_moments)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._labels = Counter(state_dict.get("labels", {}))
+        self._label_moments = list(state_dict.get("label_moments", [0, 0.0, 0.0]))
+
+
+__all__ = ["CollapseFinding", "CollapseGuard"]

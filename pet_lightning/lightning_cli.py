@@ -1,0 +1,116 @@
+"""``PETLightningCLI``: the LightningCLI of the project, importable by the command line and by the sweep runner.
+
+It lives apart from :mod:`pet_lightning.cli` (the entry point that dispatches ``fit`` / ``sweep`` / ``report``)
+so that the sweep, which builds one ``PETLightningCLI`` per run, imports it without an import circle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator
+
+from lightning.pytorch.cli import LightningCLI
+
+from pet_lightning.callbacks import ResumeCheckpoints, RunSummary, StrategyFreezing, SubmissionWriter
+from pet_lightning.callbacks.resume import bind_resume
+from pet_lightning.checkpoints import load_checkpoint_file
+from pet_lightning.data import TaskDataModule
+from pet_lightning.module import PETModule
+
+SHOW_TIPS_ENV = "PET_LIGHTNING_TIPS"
+"""Set to 1 to see Lightning's advertising tips (litlogger, litmodels), which the CLI hides by default."""
+LIGHTNING_TIP_PREFIX = "💡 Tip:"
+# rank_zero_info() logs through the logger of lightning_utilities' rank_zero module, which Lightning renames to its
+# own module's name when it imports (pytorch after fabric); filtering both covers either import order.
+_RANK_ZERO_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
+
+
+class _DropLightningTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(LIGHTNING_TIP_PREFIX)
+
+
+def hide_lightning_tips() -> None:
+    """Drop Lightning's "💡 Tip: ... try installing litlogger / litmodels" lines (Lightning has no setting for them)
+    unless ``PET_LIGHTNING_TIPS=1``; every other message of those loggers passes."""
+    if os.environ.get(SHOW_TIPS_ENV) == "1":
+        return
+    for name in _RANK_ZERO_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(existing, _DropLightningTips) for existing in logger.filters):
+            logger.addFilter(_DropLightningTips())
+
+
+class PETLightningCLI(LightningCLI):
+    """LightningCLI with the task and backbone linked between model and data, and Lightning's tips hidden."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        hide_lightning_tips()
+        super().__init__(*args, **kwargs)
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.link_arguments("model.backbone", "data.init_args.backbone")
+        parser.link_arguments("data.task", "model.task", apply_on="instantiate")
+
+    def _parse_ckpt_path(self) -> None:
+        # Lightning reads --ckpt_path's hyper-parameters with a bare torch.load before any of our code runs: check the
+        # file first, so that a truncated, corrupt or pickled one gets its one line naming the file.
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path and os.path.isfile(ckpt_path):
+            load_checkpoint_file(ckpt_path, mmap=True)
+        super()._parse_ckpt_path()
+
+    def instantiate_trainer(self, **kwargs):
+        trainer = super().instantiate_trainer(**kwargs)
+        present = {type(callback) for callback in trainer.callbacks}
+        # SubmissionWriter acts only on `predict`, where it writes the leaderboard file.
+        for required in (StrategyFreezing, RunSummary, SubmissionWriter, ResumeCheckpoints):
+            if not any(issubclass(kind, required) for kind in present):
+                trainer.callbacks.append(required())
+        bind_resume(trainer)  # auto-resume picks its checkpoint before fit runs any hook (callbacks/resume.py)
+        # Callbacks the strategy cannot train without (AdaLoRA's budget schedule); see PeftStrategy.required_callbacks.
+        needed = getattr(self.model.strategy, "required_callbacks", list)()
+        trainer.callbacks += [callback for callback in needed if type(callback) not in present]
+        return trainer
+
+
+@contextlib.contextmanager
+def as_command_line(args: list[str]) -> Iterator[None]:
+    """Make ``args`` the process's command line (``sys.argv[1:]``) for the block, restoring it after.
+
+    LightningCLI reads ``sys.argv`` when it is given no ``args``, which is how a command-line entry point is meant
+    to call it (given both, it warns). A caller that has the arguments as a list (``main(argv)`` in tests, the table
+    scripts) runs LightningCLI exactly as if they had been typed.
+    """
+    saved = sys.argv
+    sys.argv = [saved[0] if saved else "cli.py", *args]
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
+def run_lightning(args: list[str] | None = None) -> PETLightningCLI:
+    """``python cli.py fit|validate|test|predict ...``: ``args`` None reads ``sys.argv``, a list is run as if it were
+    the command line."""
+    if args is None:
+        return _lightning_cli()
+    with as_command_line(list(args)):
+        return _lightning_cli()
+
+
+def _lightning_cli() -> PETLightningCLI:
+    return PETLightningCLI(
+        PETModule,
+        TaskDataModule,
+        subclass_mode_data=True,
+        parser_kwargs={"parser_mode": "omegaconf", "default_env": True},
+        save_config_kwargs={"overwrite": True},
+    )
+
+
+__all__ = ["PETLightningCLI", "SHOW_TIPS_ENV", "as_command_line", "hide_lightning_tips", "run_lightning"]

@@ -1,0 +1,152 @@
+"""``results.jsonl``: one JSON line per finished run (``status`` ``ok`` or ``failed``), the file ``report`` reads.
+
+The sweep's driver appends a record when a trial ends; each trial also leaves its record in
+``<out>/runs/<run_id>/record.json``, so a record the driver could not write (it was killed at that moment) is
+recovered on the next start instead of the run being redone. Appends take an exclusive POSIX lock (``lockf``, which
+works on NFS too) and write one whole line, so concurrent writers lose nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pet_lightning.sweeps.plan import RunSpec, SweepConfig, SweepError
+from pet_lightning.tasks import get_task, resource_group_for
+
+RECORD_FILE = "record.json"
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive POSIX lock on ``path`` (a sidecar file), held for the ``with`` block."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        fcntl.lockf(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.lockf(handle, fcntl.LOCK_UN)
+
+
+def append_result(path: Path, record: dict[str, Any]) -> None:
+    """Append one JSON line under the lock; refuse to glue it onto a cut-off last line left by a crashed writer."""
+    line = (json.dumps(record, sort_keys=True) + "\n").encode()
+    with file_lock(path.with_name(path.name + ".lock")), open(path, "ab+") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        if size:
+            handle.seek(size - 1)
+            if handle.read(1) != b"\n":
+                number = _line_count(path)
+                raise SweepError(
+                    f"{path}:{number}: the last line is cut off (a writer crashed mid-line): delete line {number} "
+                    "and run the sweep again (records of finished runs are recovered from their run folders)"
+                )
+        handle.write(line)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _line_count(path: Path) -> int:
+    return path.read_bytes().count(b"\n") + 1
+
+
+def load_results(*paths: str | Path, include_failed: bool = False) -> list[dict[str, Any]]:
+    """Records of finished runs in one or more results files, one per ``run_id``.
+
+    An ``ok`` record of a run wins over its ``failed`` ones (a failed run that a later sweep retried); otherwise the
+    first record of a ``run_id`` is kept. Failed runs are left out unless ``include_failed``. Records written before
+    the ``status`` field existed are ``ok``.
+    """
+    records: dict[str, dict[str, Any]] = {}
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            raise SweepError(f"results file {path} does not exist: pass the results.jsonl a sweep wrote")
+        text = path.read_text(encoding="utf-8")
+        lines = text.splitlines()
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                if number == len(lines) and not text.endswith("\n"):
+                    raise SweepError(
+                        f"{path}:{number}: the last line is cut off (a writer crashed mid-line): delete line {number} "
+                        "and run the sweep again (records of finished runs are recovered from their run folders)"
+                    ) from None
+                raise SweepError(f"{path}:{number}: not a JSON line ({err.msg}): remove or repair that line") from None
+            record.setdefault("status", "ok")
+            kept = records.get(record["run_id"])
+            if kept is None or (kept["status"] != "ok" and record["status"] == "ok"):
+                records[record["run_id"]] = record
+    return [record for record in records.values() if include_failed or record["status"] == "ok"]
+
+
+def finished_ids(path: Path) -> set[str]:
+    """Run ids with an ``ok`` record: never run again."""
+    return {record["run_id"] for record in load_results(path)} if path.exists() else set()
+
+
+def recover_records(sweep: SweepConfig, runs: list[RunSpec]) -> list[str]:
+    """Append the ``record.json`` of runs that finished while no driver was there to record them; their ids."""
+    done = finished_ids(sweep.results_path)
+    recovered = []
+    for run in runs:
+        stored = sweep.run_dir(run.run_id) / RECORD_FILE
+        if run.run_id in done or not stored.is_file():
+            continue
+        record = json.loads(stored.read_text(encoding="utf-8"))
+        if record.get("status") == "ok" and record.get("run_id") == run.run_id:
+            append_result(sweep.results_path, record)
+            recovered.append(run.run_id)
+    return recovered
+
+
+def _identity(sweep: SweepConfig, run: RunSpec) -> dict[str, Any]:
+    spec = get_task(run.task)
+    return {
+        "sweep": sweep.name,
+        "run_id": run.run_id,
+        "task": run.task,
+        "method": run.method,
+        "seed": run.seed,
+        "seed_mode": run.seed_mode,
+        "init_seed": run.init_seed,
+        "order_seed": run.order_seed,
+        "protocol": sweep.protocol,
+        "monitor": sweep.select["monitor"],
+        "config_hash": run.config_hash,
+        "run_hash": run.run_hash,
+        "headline": spec.headline,
+        "train_size": spec.train_size,
+        "official_train_size": spec.train_size,
+        "official_resource_group": spec.resource_group,
+        "host": socket.gethostname(),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def ok_record(sweep: SweepConfig, run: RunSpec, **fields: Any) -> dict[str, Any]:
+    """The record of a run that finished: its identity, what it trained on, its selection and its report.
+
+    ``fields`` holds what the run measured (``train_examples``, ``report``, ``best_selection``, ``steps``, ...);
+    ``resource_group`` is that of the examples it trained on, ``official_resource_group`` that of the task.
+    """
+    record = {**_identity(sweep, run), **fields, "status": "ok"}
+    record["resource_group"] = resource_group_for(int(record["train_examples"]))
+    record["score"] = record["report"]["headline"]
+    return record
+
+
+def failed_record(sweep: SweepConfig, run: RunSpec, error: str, wall_s: float | None = None) -> dict[str, Any]:
+    """The record of a run that still failed after its retries."""
+    return {**_identity(sweep, run), "status": "failed", "error": error, "wall_s": wall_s}

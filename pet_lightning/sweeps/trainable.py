@@ -1,0 +1,289 @@
+"""One run of a sweep: a LightningCLI fit that checkpoints every epoch, resumes, and returns its results record.
+
+:func:`execute` trains one :class:`~pet_lightning.sweeps.plan.RunSpec` in this process: it writes the run's
+``config.yaml``, builds :class:`~pet_lightning.lightning_cli.PETLightningCLI` from it, fits (from ``resume_from`` if
+given), evaluates the *selected* checkpoint once on the reporting split and returns the record. Two checkpoints
+exist per run and are separate files:
+
+* the kept checkpoint (``<run_dir>/checkpoints/best-*.ckpt``): the epoch that is best on the selection split,
+  weights only, what the reporting split is evaluated at;
+* the resume checkpoint (``epoch.ckpt``, written at the end of every epoch by :class:`EpochCheckpoint`): the full
+  trainer state (optimizer, scheduler, loop progress, callback state such as the two-stage stage, early stopping
+  and the kept checkpoint's bookkeeping, the dropout RNG stream), handed to Ray Tune as the trial's checkpoint.
+
+:func:`sweep_trial` is the Ray Tune function trainable around it: it resumes from ``tune.get_checkpoint()`` when
+Ray restarts a trial, and ends by reporting the record (as JSON) for the driver to write.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import gc
+import importlib
+import json
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import yaml
+from lightning.pytorch.callbacks import Callback, Checkpoint
+
+from pet_lightning.sweeps.plan import SELECTION_CHECKPOINT, RunSpec, SweepConfig, full_config
+from pet_lightning.sweeps.records import RECORD_FILE, ok_record
+
+RESUME_FILE = "epoch.ckpt"
+PROGRESS_FILE = "progress.jsonl"
+# Where a restarted trial's checkpoint is copied out of Ray's storage (ResumeCheckpoints owns <run_dir>/resume).
+TUNE_RESUME_FOLDER = "tune_resume"
+# Test hooks (read only when set): "<once|always>:<run-id glob>" makes matching runs raise, `once` at the end of
+# the first epoch of the first attempt only, `always` when training starts; "<glob>:<seconds>" pauses matching runs
+# after every epoch checkpoint (so a test can kill the driver between two epochs).
+FAULT_ENV = "PET_SWEEP_TEST_FAULT"
+PAUSE_ENV = "PET_SWEEP_TEST_PAUSE"
+
+
+class InjectedFault(RuntimeError):
+    """Raised by the ``PET_SWEEP_TEST_FAULT`` test hook."""
+
+
+class EpochCheckpoint(Checkpoint):
+    """Writes the full trainer state at the end of every training epoch and hands the file to ``report``.
+
+    A :class:`~lightning.pytorch.callbacks.Checkpoint` subclass so that Lightning calls it with the monitoring
+    callbacks, after early stopping and the kept checkpoint have taken in this epoch's validation: the state it
+    saves already holds their updates, and a resumed run goes on exactly as an uninterrupted one.
+
+    Args:
+        report: Called with the epoch's metrics and the folder holding ``epoch.ckpt`` (valid during the call).
+    """
+
+    def __init__(self, report: Callable[[dict[str, Any], Path], None]):
+        self.report = report
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        metrics = {key: float(value) for key, value in trainer.callback_metrics.items() if value.numel() == 1}
+        metrics.update(epoch=trainer.current_epoch, step=trainer.global_step)
+        with tempfile.TemporaryDirectory(prefix="pet-epoch-") as folder:
+            trainer.save_checkpoint(Path(folder) / RESUME_FILE)
+            self.report(metrics, Path(folder))
+
+
+def log_event(path: Path, **event: Any) -> None:
+    """One line of ``progress.jsonl``: what the run did and when (tests and the throughput benchmark read it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps({**event, "pid": os.getpid(), "time": time.time()}) + "\n")
+
+
+class RunLog(Callback):
+    """Appends ``start`` (with the epoch and step it starts from) and ``epoch`` events to ``progress.jsonl``."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def write(self, **event: Any) -> None:
+        log_event(self.path, **event)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.write(event="start", epoch=trainer.current_epoch, step=trainer.global_step,
+                   resumed=trainer.ckpt_path is not None)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.write(event="epoch", epoch=trainer.current_epoch, step=trainer.global_step)
+
+
+class TestHooks(Checkpoint):
+    """The ``PET_SWEEP_TEST_FAULT`` / ``PET_SWEEP_TEST_PAUSE`` hooks; runs after :class:`EpochCheckpoint`."""
+
+    __test__ = False  # not a pytest class
+
+    def __init__(self, run_id: str, run_dir: Path):
+        self.run_id, self.run_dir = run_id, run_dir
+        self.fault = _hook(FAULT_ENV, run_id)
+        self.pause = _hook(PAUSE_ENV, run_id)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.fault == "always":
+            raise InjectedFault(f"{FAULT_ENV}: run {self.run_id} fails every attempt")
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.pause:
+            time.sleep(float(self.pause))
+        marker = self.run_dir / ".fault_once"
+        if self.fault == "once" and not marker.exists():
+            marker.touch()
+            raise InjectedFault(f"{FAULT_ENV}: run {self.run_id} fails once, after epoch {trainer.current_epoch}")
+
+
+def _hook(variable: str, run_id: str) -> str | None:
+    """``"<value>:<glob>"`` (fault) or ``"<glob>:<value>"`` (pause) -> the value when the glob matches run_id."""
+    setting = os.environ.get(variable)
+    if not setting:
+        return None
+    first, _, second = setting.partition(":")
+    value, pattern = (first, second) if variable == FAULT_ENV else (second, first)
+    if variable == FAULT_ENV and value not in ("once", "always"):
+        raise ValueError(f"{variable}={setting!r}: use 'once:<run-id glob>' or 'always:<run-id glob>'")
+    return value if fnmatch.fnmatchcase(run_id, pattern) else None
+
+
+def _placement(config: dict[str, Any], gpus_per_trial: float) -> None:
+    """The trainer's device follows the trial's reservation: one (possibly shared) GPU, or the CPU."""
+    trainer = config.setdefault("trainer", {})
+    trainer["accelerator"] = "gpu" if gpus_per_trial > 0 else "cpu"
+    trainer["devices"] = max(1, int(gpus_per_trial)) if gpus_per_trial > 0 else 1
+
+
+def execute(
+    sweep: SweepConfig,
+    run: RunSpec,
+    *,
+    threads: int,
+    gpus_per_trial: float = 0.0,
+    resume_from: Path | None = None,
+    report: Callable[[dict[str, Any], Path], None] | None = None,
+) -> dict[str, Any]:
+    """Train one run (resuming from ``resume_from``), test its kept checkpoint, write and return its record.
+
+    Args:
+        threads: Torch threads of the run (the CPUs its trial holds).
+        report: Receives every epoch's metrics and resume checkpoint (Ray Tune's ``report`` in a trial);
+            None writes no resume checkpoints.
+    """
+    import torch
+
+    from pet_lightning.data import TaskDataModule
+    from pet_lightning.lightning_cli import PETLightningCLI
+    from pet_lightning.module import PETModule
+
+    run_dir = sweep.run_dir(run.run_id)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = full_config(sweep, run, run_dir)
+    _placement(config, gpus_per_trial)
+    config_path = run_dir / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    torch.set_num_threads(threads)
+    start = time.perf_counter()
+    # The sweep's own argv is not meant for LightningCLI (it gets the run's config file): silence its warning.
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+    cli = PETLightningCLI(
+        PETModule, TaskDataModule, subclass_mode_data=True, run=False, save_config_callback=None,
+        parser_kwargs={"parser_mode": "omegaconf"}, args=["--config", str(config_path)],
+    )
+    trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
+    module_name, class_name = SELECTION_CHECKPOINT.rsplit(".", 1)
+    selection_type = getattr(importlib.import_module(module_name), class_name)
+    selection = next(cb for cb in trainer.callbacks if type(cb) is selection_type)
+    # Appended after the trainer sorted its callbacks: these run after early stopping and the kept checkpoint.
+    if report is not None:
+        trainer.callbacks.append(EpochCheckpoint(report))
+    trainer.callbacks.append(RunLog(run_dir / PROGRESS_FILE))
+    if os.environ.get(FAULT_ENV) or os.environ.get(PAUSE_ENV):
+        trainer.callbacks.append(TestHooks(run.run_id, run_dir))
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
+        if not selection.best_model_path:
+            raise RuntimeError(
+                f"run {run.run_id} kept no checkpoint: {sweep.select['monitor']} was never logged; make sure "
+                "validation runs (trainer.limit_val_batches > 0, check_val_every_n_epoch <= max_epochs)"
+            )
+        steps, epochs = trainer.global_step, trainer.current_epoch
+        best_path = selection.best_model_path
+        tested = trainer.test(model, datamodule=datamodule, ckpt_path=best_path, verbose=False)
+        record = ok_record(sweep, run, **_measured(model, datamodule, tested, selection, steps, epochs))
+        record["wall_s"] = round(time.perf_counter() - start, 1)
+        record["config_path"] = str(config_path)
+        record["checkpoint"] = best_path if sweep.keep_checkpoints else None
+        for logger in trainer.loggers:
+            if type(logger).__name__ == "WandbLogger":
+                logger.experiment.summary.update({f"sweep/{k}": v for k, v in record.items() if _scalar(v)})
+        if not sweep.keep_checkpoints:
+            Path(best_path).unlink(missing_ok=True)
+        _write_json(run_dir / RECORD_FILE, record)
+        log_event(run_dir / PROGRESS_FILE, event="done", step=steps)
+        return record
+    finally:
+        _finish_wandb(trainer)
+        del cli, trainer, model, datamodule
+        gc.collect()
+
+
+def _measured(model, datamodule, tested, selection, steps: int, epochs: int) -> dict[str, Any]:
+    import re
+
+    plan = datamodule.plan
+    report = {key.removeprefix("test/"): float(value) for key, value in tested[0].items() if key.startswith("test/")}
+    match = re.search(r"epoch=(\d+)-step=(\d+)", Path(selection.best_model_path).name)
+    return {
+        "strategy": model.strategy.name,
+        "leaky": bool(plan.leaky),
+        "split": plan.description,
+        "train_examples": len(plan.train),
+        "selection_examples": sum(len(rows) for rows in plan.selection.values()),
+        "report_examples": sum(len(rows) for rows in plan.report.values()),
+        "best_selection": float(selection.best_model_score),
+        "best_epoch": int(match.group(1)) if match else None,
+        "best_step": int(match.group(2)) if match else None,
+        "steps": steps,
+        "epochs": epochs,
+        "report": report,
+        "trainable": model.report.trainable,
+        "trainable_pct": round(model.report.percent, 6),
+    }
+
+
+def _write_json(path: Path, record: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(record, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, (int, float, str, bool))
+
+
+def _finish_wandb(trainer) -> None:
+    for logger in trainer.loggers:
+        if type(logger).__name__ == "WandbLogger" and getattr(logger, "_experiment", None) is not None:
+            logger.experiment.finish()
+
+
+def trial_threads(sweep: SweepConfig) -> int:
+    return max(1, int(sweep.cpus_per_trial))
+
+
+def sweep_trial(config: dict[str, Any], sweep: SweepConfig, runs: dict[str, RunSpec]) -> None:
+    """Ray Tune function trainable: one run per trial, resumed from the trial's last epoch checkpoint."""
+    from ray import tune
+
+    run = runs[config["run_id"]]
+    log_event(sweep.run_dir(run.run_id) / PROGRESS_FILE, event="trial")
+    if config.get("cwd") and Path(config["cwd"]).is_dir():
+        # Relative paths in run configs mean the folder the sweep was started from, on every worker.
+        os.chdir(config["cwd"])
+    stored = sweep.run_dir(run.run_id) / RECORD_FILE
+    if stored.is_file():
+        # Finished before (its record may not have reached results.jsonl): never train it again.
+        tune.report({"record_json": stored.read_text(encoding="utf-8")})
+        return
+    resume_from = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        # Copy out of the trial storage: as_directory() may be a temporary download that goes away.
+        resume_from = sweep.run_dir(run.run_id) / TUNE_RESUME_FOLDER / RESUME_FILE
+        resume_from.parent.mkdir(parents=True, exist_ok=True)
+        with checkpoint.as_directory() as folder:
+            shutil.copyfile(Path(folder) / RESUME_FILE, resume_from)
+
+    def report(metrics: dict[str, Any], folder: Path) -> None:
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(folder)))
+
+    record = execute(sweep, run, threads=trial_threads(sweep), gpus_per_trial=sweep.gpus_per_trial,
+                     resume_from=resume_from, report=report)
+    tune.report({"record_json": json.dumps(record, sort_keys=True)})
