@@ -93,8 +93,8 @@ class CollapseGuard(Callback):
         if loss >= (1 - self.loss_tolerance) * prior:
             what = "variance" if pl_module.spec.kind == "regression" else "class entropy"
             self._warn(trainer.current_epoch, "loss_at_prior",
-                       f"mean training loss {loss:.4f} sits at the label {what} {prior:.4f} (ratio "
-                       f"{loss / prior:.3f}): the model predicts the label prior")
+                       f"mean training loss {loss:.4f} is not below the label {what} {prior:.4f} (ratio "
+                       f"{loss / prior:.3f}): the model has learned no more than the label prior")
 
     def prior_loss(self, kind: str) -> float | None:
         """Loss of predicting the training label prior, from the labels seen so far in this fit."""

@@ -154,8 +154,8 @@ def _load_train(dm: TaskDataModule) -> list[Example]:
     if "train" not in dm.available_splits():
         raise DataError(
             f"task {dm.task} has no training split in {dm.data_dir or 'the hub'}: add train "
-            f"file {dm.spec.files.get('train', 'train')} there, or use protocol dev_split / train_holdout over "
-            "the validation set (set data.protocol)"
+            f"file {dm.spec.files.get('train', 'train')} there, or set data.protocol train_holdout, which carves "
+            "train, selection and report sets out of the validation set"
         )
     return dm.load_examples("train")
 
