@@ -82,12 +82,9 @@ def audit_plan(plan: SplitPlan, task: str, protocol: str, headline: str) -> list
 
 def audit_task(task: str, protocol: str, data_dir: str | None = None, **data_args) -> list[Boundary]:
     """Build the task's split plan exactly as a run would, then audit it."""
-    from pet_lightning.data import GlueDataModule, SuperGlueDataModule
-    from pet_lightning.tasks import get_task
+    from pet_lightning.data import TaskDataModule
 
-    spec = get_task(task)
-    module = SuperGlueDataModule if spec.benchmark == "superglue" else GlueDataModule
-    dm = module(task=task, data_dir=data_dir, protocol=protocol, **data_args)
+    dm = TaskDataModule(task=task, data_dir=data_dir, protocol=protocol, **data_args)
     return audit_plan(dm.plan_splits(), dm.task, protocol, dm.spec.validation_split)
 
 
