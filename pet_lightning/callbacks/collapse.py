@@ -30,6 +30,23 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 
 
+def _tally(values: torch.Tensor, regression: bool, moments: list, counts: Counter) -> None:
+    """Add labels or predictions: (count, sum, sum of squares) for regression, class counts otherwise."""
+    if regression:
+        values = values.double()
+        moments[0] += values.numel()
+        moments[1] += float(values.sum())
+        moments[2] += float(values.pow(2).sum())
+    else:
+        counts.update(values.tolist())
+
+
+def _variance(moments: list) -> float | None:
+    """Population variance from (count, sum, sum of squares); None below two values."""
+    count, total, squares = moments
+    return None if count < 2 else max(0.0, squares / count - (total / count) ** 2)
+
+
 @dataclass
 class CollapseFinding:
     epoch: int
@@ -76,14 +93,8 @@ class CollapseGuard(Callback):
         if loss is not None:
             self._loss_sum += float(loss.detach())
             self._loss_batches += 1
-        labels = batch["label"].detach()
-        if pl_module.spec.kind == "regression":
-            values = labels.double()
-            self._label_moments[0] += values.numel()
-            self._label_moments[1] += float(values.sum())
-            self._label_moments[2] += float(values.pow(2).sum())
-        else:
-            self._labels.update(labels.tolist())
+        regression = pl_module.spec.kind == "regression"
+        _tally(batch["label"].detach(), regression, self._label_moments, self._labels)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         prior = self.prior_loss(pl_module.spec.kind)
@@ -99,8 +110,7 @@ class CollapseGuard(Callback):
     def prior_loss(self, kind: str) -> float | None:
         """Loss of predicting the training label prior, from the labels seen so far in this fit."""
         if kind == "regression":
-            count, total, squares = self._label_moments
-            return None if count < 2 else max(0.0, squares / count - (total / count) ** 2)
+            return _variance(self._label_moments)
         count = sum(self._labels.values())
         if count == 0:
             return None
@@ -117,14 +127,8 @@ class CollapseGuard(Callback):
             self._handle = pl_module.register_forward_hook(self._record)
 
     def _record(self, module, args: Any, logits: torch.Tensor) -> None:
-        predictions = module.predictions(logits.detach())
-        if module.spec.kind == "regression":
-            values = predictions.double()
-            self._pred_moments[0] += values.numel()
-            self._pred_moments[1] += float(values.sum())
-            self._pred_moments[2] += float(values.pow(2).sum())
-        else:
-            self._classes.update(predictions.tolist())
+        regression = module.spec.kind == "regression"
+        _tally(module.predictions(logits.detach()), regression, self._pred_moments, self._classes)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._handle is not None:
@@ -134,10 +138,10 @@ class CollapseGuard(Callback):
             return
         epoch, kind = trainer.current_epoch, pl_module.spec.kind
         if kind == "regression":
-            count, total, squares = self._pred_moments
-            if count < 2:
+            count, variance = self._pred_moments[0], _variance(self._pred_moments)
+            if variance is None:
                 return
-            std = math.sqrt(max(0.0, squares / count - (total / count) ** 2))
+            std = math.sqrt(variance)
             pl_module.log("collapse/prediction_std", std, on_epoch=True)
             prior = self.prior_loss(kind)
             label_std = math.sqrt(prior) if prior else None
