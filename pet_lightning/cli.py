@@ -41,7 +41,14 @@ def _audit_command(argv: list[str]) -> int:
     return audit_main(argv)
 
 
+def _study_command(argv: list[str]) -> int:
+    from pet_lightning.studies.command import main as study_main
+
+    return study_main(argv)
+
+
 EXTRA_COMMANDS["sweep"] = _sweep_command
+EXTRA_COMMANDS["study"] = _study_command
 EXTRA_COMMANDS["audit"] = _audit_command
 EXTRA_COMMANDS["report"] = _report_command
 

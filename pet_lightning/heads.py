@@ -30,10 +30,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pet_lightning.strategies.base import backbone_of
+from pet_lightning.strategies.base import backbone_of, head_parameters
 from pet_lightning.tasks import TaskSpec
 
 HEAD_KINDS = ("hf", "mlp")
+POOLERS = ("pretrained", "first_token")
 
 
 class HeadError(ValueError):
@@ -77,7 +78,9 @@ class FirstToken(nn.Module):
         return hidden_states[:, 0]
 
 
-def check_head_settings(head: str, hidden_size: int, init_std: float) -> None:
+def check_head_settings(head: str, hidden_size: int, init_std: float, pooler: str = "pretrained") -> None:
+    if pooler not in POOLERS:
+        raise HeadError(f"pooler={pooler!r}: choose one of {', '.join(POOLERS)}")
     if head not in HEAD_KINDS:
         raise HeadError(f"head={head!r}: choose one of {', '.join(HEAD_KINDS)}")
     if head == "mlp" and (not isinstance(hidden_size, int) or hidden_size < 1):
@@ -86,14 +89,32 @@ def check_head_settings(head: str, hidden_size: int, init_std: float) -> None:
         raise HeadError(f"head_init_std={init_std!r}: use a positive standard deviation, e.g. 0.005")
 
 
+def bypass_pooler(model: nn.Module) -> nn.Module:
+    """Replace the encoder's pooler (BERT's ``dense -> tanh`` on the first token) by the first token's hidden state.
+
+    For checkpoints whose pooler was never trained: all-MiniLM-L6-v2 (a sentence-transformers model, trained
+    through mean pooling) ships a pooler with zero biases and weights of std 0.009, which shrinks the first
+    token's features about five-fold (per-dimension std 0.27 -> 0.048) through a random projection. Strategies
+    that cannot rescale features (BitFit, a frozen head) then see near-constant inputs.
+    """
+    encoder = backbone_of(model)
+    if getattr(encoder, "pooler", None) is None:
+        raise HeadError(f"pooler='first_token': {type(encoder).__name__} has no pooler to bypass: use "
+                        "pooler='pretrained'")
+    encoder.pooler = FirstToken(model.config.hidden_size)
+    return model
+
+
 def install_head(model: nn.Module, spec: TaskSpec, head: str = "hf", hidden_size: int = 2048,
-                 init_std: float = 0.005) -> nn.Module:
+                 init_std: float = 0.005, pooler: str = "pretrained") -> nn.Module:
     """Replace the Hugging Face head of ``model`` (in place) by the head ``head`` names; returns ``model``.
 
-    ``hf`` keeps the model's own head. Draws from the global random stream (the module calls this under its
-    ``init_seed``).
+    ``hf`` keeps the model's own head. ``pooler='first_token'`` also bypasses the encoder's pooler (see
+    :func:`bypass_pooler`). Draws from the global random stream (the module calls this under its ``init_seed``).
     """
-    check_head_settings(head, hidden_size, init_std)
+    check_head_settings(head, hidden_size, init_std, pooler)
+    if pooler == "first_token":
+        bypass_pooler(model)
     if head == "hf":
         return model
     width = model.config.hidden_size
@@ -123,13 +144,23 @@ def install_head(model: nn.Module, spec: TaskSpec, head: str = "hf", hidden_size
     return model
 
 
+def set_output_bias(model: nn.Module, value: float, head: str = "hf") -> None:
+    """Fill the one-unit output bias of a regression head (the last one among the head's parameters)."""
+    outputs = [p for name, p in head_parameters(model).items() if name.endswith("bias") and p.numel() == 1]
+    if not outputs:
+        raise HeadError(f"found no one-unit output bias in the {head!r} head to set: set regression_bias: zero")
+    with torch.no_grad():
+        outputs[-1].fill_(value)
+
+
 def install_head_from(hparams: Mapping[str, Any], model: nn.Module, spec: TaskSpec) -> nn.Module:
     """:func:`install_head` with a module's ``head``, ``head_hidden_size`` and ``head_init_std`` hyper-parameters
     (absent in checkpoints written before the option existed: those keep the Hugging Face head)."""
     return install_head(model, spec, hparams.get("head", "hf"), hparams.get("head_hidden_size", 2048),
-                        hparams.get("head_init_std", 0.005))
+                        hparams.get("head_init_std", 0.005), hparams.get("pooler", "pretrained"))
 
 
 __all__ = [
-    "FirstToken", "HEAD_KINDS", "HeadError", "MLPHead", "check_head_settings", "install_head", "install_head_from",
+    "FirstToken", "HEAD_KINDS", "POOLERS", "HeadError", "MLPHead", "bypass_pooler", "check_head_settings",
+    "install_head", "install_head_from", "set_output_bias",
 ]

@@ -38,7 +38,7 @@ from pet_lightning.checkpoints import (
     unpack_state,
 )
 from pet_lightning.feature_cache import FeatureCache
-from pet_lightning.heads import install_head_from
+from pet_lightning.heads import install_head_from, set_output_bias
 from pet_lightning.metrics import build_metrics
 from pet_lightning.seeds import all_ranks_rng_state, restore_rank_rng_state, seed_training_randomness
 from pet_lightning.strategies import Strategy, StrategyReport, build_strategy
@@ -53,6 +53,9 @@ _LOADING_FROM: contextvars.ContextVar[str | None] = contextvars.ContextVar("pet_
 def _no_decay(module: nn.Module, param_name: str) -> bool:
     """Biases and normalisation weights get no weight decay (as in BERT and the PETuning code bases)."""
     return param_name.endswith("bias") or "norm" in type(module).__name__.lower()
+
+
+REGRESSION_BIAS = ("zero", "label_mean")
 
 
 class PETModule(L.LightningModule):
@@ -80,6 +83,13 @@ class PETModule(L.LightningModule):
             ``Linear -> ReLU -> Linear`` head (see :mod:`pet_lightning.heads`), for every task kind and strategy.
         head_hidden_size: Hidden width of the ``mlp`` head (2048 in the study).
         head_init_std: Standard deviation of the ``mlp`` head's initial weights (0.005 in the study; biases 0).
+        regression_bias: Start value of a regression head's output bias: ``zero`` (the Hugging Face head) or
+            ``label_mean`` (the training labels' mean, set when a fit starts from scratch). From zero, AdamW
+            moves the bias by about one learning rate per step: at 1e-5..1e-3 a few hundred steps cannot reach an
+            STS-B mean of 2.7, so a short run spends them shifting the mean and can end predicting a constant.
+        pooler: ``pretrained`` keeps the encoder's pooler; ``first_token`` feeds the head the first token's hidden
+            state instead, for checkpoints whose pooler was never trained (the offline MiniLM's; see
+            :func:`pet_lightning.heads.bypass_pooler`).
     """
 
     def __init__(
@@ -99,10 +109,14 @@ class PETModule(L.LightningModule):
         head: str = "hf",
         head_hidden_size: int = 2048,
         head_init_std: float = 0.005,
+        regression_bias: str = "zero",
+        pooler: str = "pretrained",
     ):
         super().__init__()
         if learning_rate <= 0:
             raise ValueError(f"learning_rate={learning_rate}: use a positive learning rate")
+        if regression_bias not in REGRESSION_BIAS:
+            raise ValueError(f"regression_bias={regression_bias!r}: choose one of {', '.join(REGRESSION_BIAS)}")
         if not 0 <= warmup_ratio < 1:
             raise ValueError(f"warmup_ratio={warmup_ratio}: use a fraction in [0, 1)")
         self.spec: TaskSpec = get_task(task)
@@ -184,6 +198,23 @@ class PETModule(L.LightningModule):
         self.strategy.check_run(
             self.model, max_length=getattr(datamodule, "max_length", None), precision=str(self.trainer.precision)
         )
+        if self.trainer.ckpt_path is None and self.trainer.global_step == 0:
+            self.fill_regression_bias()
+
+    def fill_regression_bias(self) -> float | None:
+        """With ``regression_bias='label_mean'``, set a regression head's output bias to the training labels'
+        mean (see :func:`pet_lightning.heads.set_output_bias`); returns it, or None when there is nothing to set."""
+        if self.hparams.get("regression_bias", "zero") != "label_mean" or self.spec.kind != "regression":
+            return None
+        plan = getattr(getattr(self.trainer, "datamodule", None), "plan", None)
+        if plan is None or not plan.train:
+            raise ValueError(
+                "regression_bias='label_mean' reads the training labels of a pet_lightning TaskDataModule: use one, "
+                "or set regression_bias: zero"
+            )
+        mean = sum(float(example["label"]) for example in plan.train) / len(plan.train)
+        set_output_bias(self.model, mean, self.hparams.head)
+        return mean
 
     def _metric_list(self, prefix: str, suffixes: list[str]) -> nn.ModuleList:
         return nn.ModuleList([build_metrics(self.spec, prefix=prefix, postfix=s) for s in suffixes]).to(self.device)

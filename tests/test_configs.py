@@ -25,20 +25,33 @@ REVISITING_TASKS = ("boolq", "cb", "cola", "copa", "mrpc", "rte", "sts-b", "wic"
 REVISITING_METHODS = ("adalora", "adapter", "bitfit", "dora", "full", "ia3", "lora", "prefix", "prompt", "vera")
 REVISITING_CONFIGS = sorted(path.stem for path in (REPO_ROOT / "configs" / "revisiting").glob("*.yaml")
                             if not path.stem.startswith("sweep_"))
-STUDY_FOLDERS = ("eh_ft", "revisiting", "transferability")
+STUDY_FOLDERS = ("eh_ft", "revisiting", "transferability", "studies", "diagnostics")
 STUDY_FILES = sorted(path.relative_to(REPO_ROOT).as_posix() for folder in STUDY_FOLDERS
                      for path in (REPO_ROOT / "configs" / folder).glob("*.yaml"))
-# eh_ft and transferability fit configs; the revisiting ones fit in test_revisiting_config_fits.
-OTHER_STUDY_CONFIGS = [path for path in STUDY_FILES if not path.startswith("configs/revisiting/")]
+# eh_ft and transferability fit configs; the revisiting ones fit in test_revisiting_config_fits (study files and
+# diagnostics are sweeps: tests/studies/test_study_files.py plans them).
+OTHER_STUDY_CONFIGS = [path for path in STUDY_FILES
+                       if path.startswith(("configs/eh_ft/", "configs/transferability/"))]
 ALL_CONFIGS = sorted(path.relative_to(REPO_ROOT).as_posix() for path in (REPO_ROOT / "configs").rglob("*.yaml"))
 NON_LEAKY = ("dev_split", "train_holdout")
 
 
-def _study_runs(path: str) -> list[tuple[str, str]]:
-    """(task, protocol) of each run a study file makes: a fit config's data, or every task of a sweep."""
+def _sweep_runs(config: dict) -> list[tuple[str, str]]:
+    """A sweep: one protocol, written out, for every task."""
+    return [(task, config["protocol"]) for task in config["tasks"]]
+
+
+def _study_runs(path: str, scales: tuple[str, ...] | None = None) -> list[tuple[str, str]]:
+    """(task, protocol) of each run a study file makes: a fit config's data, or every task of a sweep (of each of
+    ``scales`` of a study file; None: every scale)."""
     config = yaml.safe_load((REPO_ROOT / path).read_text(encoding="utf-8"))
-    if "tasks" in config:  # a sweep: one protocol, written out, for every task
-        return [(task, config["protocol"]) for task in config["tasks"]]
+    if "scales" in config:  # a study file: every scale is a sweep
+        from pet_lightning.sweeps.files import apply_scale
+
+        chosen = [scale for scale in config["scales"] if scales is None or scale in scales]
+        return [run for scale in chosen for run in _sweep_runs(apply_scale(config, scale, path))]
+    if "tasks" in config:
+        return _sweep_runs(config)
     init_args = config["data"]["init_args"]
     return [(init_args["task"], init_args.get("protocol", "standard"))]
 
@@ -64,7 +77,8 @@ def test_every_study_config_uses_a_non_leaky_protocol(path):
 
 @pytest.mark.parametrize("path", STUDY_FILES)
 def test_every_study_config_protocol_has_what_it_needs_in_the_shared_data(path, data_dir):
-    for task, protocol in _study_runs(path):
+    # The cpu scale of a study file runs here; its paper scale runs where the paper's data is (QQP, MNLI, ...).
+    for task, protocol in _study_runs(path, scales=("cpu",)):
         spec = get_task(task)
         has_train = (Path(data_dir) / spec.benchmark / spec.folder / spec.files["train"]).is_file()
         # dev_split trains on the official train split; train_holdout carves one out of dev when there is none.

@@ -3,6 +3,7 @@
 from pet_lightning.callbacks.adalora import AdaLoraSchedule
 from pet_lightning.callbacks.collapse import CollapseGuard
 from pet_lightning.callbacks.distance import PretrainedDistance
+from pet_lightning.callbacks.features import HeadFeatures
 from pet_lightning.callbacks.freezing import StrategyFreezing
 from pet_lightning.callbacks.predictions import SubmissionWriter
 from pet_lightning.callbacks.probe import ExactLinearProbe
@@ -15,6 +16,7 @@ __all__ = [
     "AdaLoraSchedule",
     "CollapseGuard",
     "ExactLinearProbe",
+    "HeadFeatures",
     "PretrainedDistance",
     "ResumeCheckpoints",
     "RunSummary",

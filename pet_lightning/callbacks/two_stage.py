@@ -206,6 +206,9 @@ class TwoStageTraining(StrategyFreezing):
                 for name, param in head_parameters(plain).items():
                     if name.rsplit(".", 1)[-1] == "bias":
                         param.copy_(fresh_head[name])
+        if not self.keep_head_bias:
+            # A fresh head's regression bias starts where the module's option puts it (the label mean, or zero).
+            pl_module.fill_regression_bias()
 
     # ------------------------------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:

@@ -342,6 +342,12 @@ class TaskDataModule(L.LightningDataModule):
             )
         return loaders
 
+    def eval_dataloader(self, split: str = "train") -> DataLoader:
+        """One split's examples in order, batched for evaluation (``train`` too: for reading features after a fit,
+        never for training; the first loader of ``val`` / ``test``)."""
+        datasets = self.datasets[split]
+        return self._eval_loaders(datasets if isinstance(datasets, dict) else {split: datasets})[0]
+
     def val_dataloader(self) -> list[DataLoader]:
         return self._eval_loaders(self.datasets["val"], sort=self.sort_eval_by_length)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,8 @@ class Cell:
     steps: list[int] = field(default_factory=list)
     best_steps: list[int] = field(default_factory=list)
     leaky: bool = False
+    # Seeds whose headline is undefined (a correlation of constant predictions: Pearson / Spearman NaN), scored 0.
+    collapsed: list[int] = field(default_factory=list)
 
     @property
     def values(self) -> list[float]:
@@ -138,7 +141,13 @@ def build_report(
                 f"{task} / {method} ({mode} seeds) has seed {seed} twice (run {record.get('run_id', '?')}): keep one "
                 "record per run in the results file"
             )
-        cell.scores[seed] = 100.0 * float(record["score"])
+        score = float(record["score"])
+        if math.isnan(score):
+            # Constant predictions have no correlation with the labels: scored 0 (as torchmetrics scores MCC), and
+            # listed, so a collapsed seed neither vanishes from the mean nor hides behind it.
+            cell.collapsed.append(seed)
+            score = 0.0
+        cell.scores[seed] = 100.0 * score
         cell.steps.append(int(record["steps"]))
         if record.get("best_step") is not None:
             cell.best_steps.append(int(record["best_step"]))

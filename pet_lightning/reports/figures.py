@@ -13,7 +13,7 @@ from pet_lightning.reports.stats import mean_of, std_of
 
 def plot_seed_distributions(report: Report, path: Path) -> Path:
     """Figure 4 shape: each seed's score per method and task, the mean as a bar and ± std as error bars."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(report.tasks), figsize=(max(4.0, 1.1 * len(report.methods)) * len(report.tasks),
                                                             3.6), squeeze=False)
     for ax, task in zip(axes[0], report.tasks):
@@ -42,7 +42,7 @@ def plot_densities(report: Report, path: Path) -> Path:
     """Figure 5 shape: a Gaussian kernel density of the scores of each method, per task."""
     import numpy as np
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(report.tasks), figsize=(4.5 * len(report.tasks), 3.4), squeeze=False)
     for ax, task in zip(axes[0], report.tasks):
         everything = [v for m in report.methods if report.cell(task, m) for v in report.cell(task, m).values]
@@ -70,7 +70,7 @@ def plot_densities(report: Report, path: Path) -> Path:
     return path
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")

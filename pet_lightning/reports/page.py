@@ -41,6 +41,7 @@ from pet_lightning.reports.tables import (
     upper_bound,
     write_csv,
 )
+from pet_lightning.studies import study_of, write_study_report
 from pet_lightning.sweeps.records import SweepError, load_results
 
 
@@ -121,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split-configs", action="store_true",
                         help="report records of different configs / protocols of one method as separate labelled "
                              "columns instead of failing")
+    parser.add_argument("--layout", choices=("auto", "sweep"), default="auto",
+                        help="auto: a study's own tables when the records come from a study file (default); "
+                             "sweep: the generic multi-seed tables")
     parser.add_argument("--wandb-project", help="also log the figures and tables to this W&B project")
     parser.add_argument("--wandb-run", help="W&B run id to log into (resumed if it exists)")
     return parser
@@ -131,7 +135,16 @@ def main(argv: list[str]) -> int:
     try:
         if not 0 < args.alpha < 1:
             raise ValueError(f"--alpha={args.alpha}: use a significance level between 0 and 1")
-        paths = write_report(load_results(*args.results), args.out, args.baseline, args.alpha, args.split_configs)
+        records = load_results(*args.results)
+        study = None if args.layout == "sweep" else study_of(records)
+        if study is not None:
+            # Records of a study file: its paper's tables, published figures and findings.
+            paths = write_study_report(records, args.out, args.alpha)
+            print((Path(args.out) / "report.md").read_text(encoding="utf-8"))
+            for name, path in paths.items():
+                print(f"{name}: {path}")
+            return 0
+        paths = write_report(records, args.out, args.baseline, args.alpha, args.split_configs)
     except (SweepError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -49,3 +49,32 @@ def significance(scores: Sequence[float], baseline: Sequence[float], alpha: floa
     p_less = welch_t_test(scores, baseline, "less")[2]
     mark = UP if p_greater < alpha else DOWN if p_less < alpha else ""
     return mark, p_greater, p_less
+
+
+def paired_t_test(a: Sequence[float], b: Sequence[float], alternative: str = "greater") -> tuple[float, float]:
+    """Paired t-test of a vs b (the same seeds in the same order; ``scipy.stats.ttest_rel``): ``(t, p)``.
+
+    NaN when fewer than two pairs or every difference is zero. When every difference is the same non-zero value
+    (no spread), the evidence is as strong as it gets: t is +-inf and p is 0 or 1 for the alternative.
+    """
+    if len(a) != len(b):
+        raise ValueError(f"a paired test needs as many values on each side (got {len(a)} and {len(b)})")
+    differences = [x - y for x, y in zip(a, b)]
+    if len(differences) < 2 or all(d == 0 for d in differences):
+        return math.nan, math.nan
+    if std_of(differences) == 0:
+        sign = 1.0 if differences[0] > 0 else -1.0
+        holds = {"greater": sign > 0, "less": sign < 0, "two-sided": True}[alternative]
+        return sign * math.inf, 0.0 if holds else 1.0
+    result = stats.ttest_rel(a, b, alternative=alternative)
+    return float(result.statistic), float(result.pvalue)
+
+
+def kendall_tau(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+    """Kendall's tau-b between two scorings of the same items (``scipy.stats.kendalltau``): ``(tau, p)``."""
+    if len(a) != len(b):
+        raise ValueError(f"Kendall's tau compares scorings of the same items (got {len(a)} and {len(b)})")
+    if len(a) < 2:
+        return math.nan, math.nan
+    result = stats.kendalltau(a, b)
+    return float(result.statistic), float(result.pvalue)

@@ -13,17 +13,13 @@ Engine settings (``cpus_per_trial``, ``gpus_per_trial``, ``max_concurrent_trials
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from pet_lightning.seeds import SEED_MODES, STUDY_SEEDS, resolve_seeds
+from pet_lightning.sweeps.files import SweepError, apply_scale, deep_merge, digest, load_yaml
 
 RESULTS_FILE = "results.jsonl"
 SELECT_MODES = {"val/loss": "min", "val/headline": "max"}
@@ -52,50 +48,6 @@ DEFAULT_RUN_CONFIG: dict[str, Any] = {
     },
     "model": {"backbone": "minilm"},
 }
-
-
-class SweepError(ValueError):
-    """A sweep file or results file that cannot be used; the message names the fix."""
-
-
-# ------------------------------------------------------------------------------------------------ config files
-class _Loader(yaml.SafeLoader):
-    """YAML 1.1 reads ``1e-5`` as a string; configs mean a float (as in YAML 1.2)."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
-
-
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise SweepError(f"config file {path} does not exist: fix the path (relative to {Path.cwd()})")
-    data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise SweepError(f"{path} holds a {type(data).__name__}, not a mapping of settings: fix the file")
-    return data
-
-
-def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    """Recursive dict merge; ``update`` wins, lists are replaced whole."""
-    merged = copy.deepcopy(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
-def digest(obj: Any) -> str:
-    """Short stable hash of a JSON-able object (keys sorted)."""
-    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
 @dataclass
@@ -146,6 +98,8 @@ class SweepConfig:
             (``RAY_ADDRESS`` is read when neither this nor ``--address`` is given).
         storage_path: Where Ray keeps trial state and epoch checkpoints (a shared folder or an object-store URI on
             a cluster); defaults to ``out``.
+        study: Report layout of a study file (``transferability_table1``, ...); None for a plain sweep.
+        scale: The study file's scale these settings are (``cpu``, ``paper``); set by :func:`apply_scale`.
     """
 
     name: str
@@ -167,6 +121,8 @@ class SweepConfig:
     max_failures: int = 1
     address: str | None = None
     storage_path: str | None = None
+    study: str | None = None
+    scale: str | None = None
 
     def __post_init__(self) -> None:
         from pet_lightning.data.protocol import PROTOCOLS
@@ -191,7 +147,12 @@ class SweepConfig:
         if monitor not in SELECT_MODES:
             raise SweepError(f"select.monitor={monitor!r}: choose one of {', '.join(SELECT_MODES)}")
         self.select = {"monitor": monitor, "patience": self.select.get("patience", 10)}
-        self.out = self.out or f"runs/sweeps/{self.name}"
+        if self.study is not None:
+            from pet_lightning.studies import check_layout
+
+            check_layout(self.study)
+        default_out = f"runs/studies/{self.name}/{self.scale}" if self.scale else f"runs/sweeps/{self.name}"
+        self.out = self.out or default_out
         self.check_engine()
 
     def check_engine(self) -> None:
@@ -208,8 +169,9 @@ class SweepConfig:
             raise SweepError(f"max_failures={self.max_failures}: use 0 (no retries) or more")
 
     @classmethod
-    def from_file(cls, path: str | Path) -> SweepConfig:
-        raw = load_yaml(path)
+    def from_file(cls, path: str | Path, scale: str | None = None) -> SweepConfig:
+        """Read a sweep file, or one ``scale`` of a study file (None: its default scale)."""
+        raw = apply_scale(load_yaml(path), scale, path)
         for old, reason in REMOVED_SETTINGS.items():
             if old in raw:
                 raise SweepError(f"{path}: `{old}` is no longer a sweep setting: {reason}")

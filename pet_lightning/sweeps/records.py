@@ -115,6 +115,8 @@ def _identity(sweep: SweepConfig, run: RunSpec) -> dict[str, Any]:
     spec = get_task(run.task)
     return {
         "sweep": sweep.name,
+        "study": sweep.study,
+        "scale": sweep.scale,
         "run_id": run.run_id,
         "task": run.task,
         "method": run.method,

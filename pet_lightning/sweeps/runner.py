@@ -108,9 +108,10 @@ def build_tuner(sweep: SweepConfig, runs: list, todo: list, experiment: str, cal
 
 
 def run_sweep(config_path: str, filters: dict[str, list[str]] | None = None, overrides: dict[str, Any] | None = None,
-              address: str | None = None) -> int:
-    """Run (or resume) a sweep; returns a process exit code (0 when every selected run has an ``ok`` record)."""
-    sweep = SweepConfig.from_file(config_path)
+              address: str | None = None, scale: str | None = None) -> int:
+    """Run (or resume) a sweep (one ``scale`` of a study file); returns a process exit code (0 when every selected
+    run has an ``ok`` record)."""
+    sweep = SweepConfig.from_file(config_path, scale)
     for key, value in (overrides or {}).items():
         setattr(sweep, key, value)
     sweep.check_engine()
@@ -189,9 +190,9 @@ def _drop_epoch_checkpoints(sweep: SweepConfig, runs: list, experiment: str) -> 
             shutil.rmtree(sweep.run_dir(run.run_id) / TUNE_RESUME_FOLDER, ignore_errors=True)
 
 
-def status(config_path: str, filters: dict[str, list[str]]) -> int:
+def status(config_path: str, filters: dict[str, list[str]], scale: str | None = None) -> int:
     """Print each run and whether it is finished, failed or pending (``--dry-run``)."""
-    sweep = SweepConfig.from_file(config_path)
+    sweep = SweepConfig.from_file(config_path, scale)
     records = {}
     if sweep.results_path.exists():
         records = {r["run_id"]: r for r in load_results(sweep.results_path, include_failed=True)}
@@ -207,6 +208,7 @@ ENGINE_FLAGS = {"cpus_per_trial": float, "gpus_per_trial": float, "max_concurren
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cli.py sweep", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, help="sweep file, e.g. configs/revisiting/sweep_cb.yaml")
+    parser.add_argument("--scale", help="scale of a study file (cpu, paper; default: the file's default_scale)")
     parser.add_argument("--address", help="Ray cluster: 'auto' or '<head>:6379' (default: a local Ray instance)")
     for key, kind in ENGINE_FLAGS.items():
         parser.add_argument(f"--{key.replace('_', '-')}", type=kind, help=f"overrides the sweep file's {key}")
@@ -231,8 +233,8 @@ def main(argv: list[str]) -> int:
     overrides = {key: getattr(args, key) for key in ENGINE_FLAGS if getattr(args, key) is not None}
     try:
         if args.dry_run:
-            return status(args.config, filters)
-        return run_sweep(args.config, filters, overrides, address=args.address)
+            return status(args.config, filters, args.scale)
+        return run_sweep(args.config, filters, overrides, address=args.address, scale=args.scale)
     except (SweepError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

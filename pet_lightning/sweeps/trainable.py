@@ -197,6 +197,7 @@ def execute(
         best_path = selection.best_model_path
         tested = trainer.test(model, datamodule=datamodule, ckpt_path=best_path, verbose=False)
         record = ok_record(sweep, run, **_measured(model, datamodule, tested, selection, steps, epochs))
+        record["distance"] = _selected_distance(model)
         record["wall_s"] = round(time.perf_counter() - start, 1)
         record["config_path"] = str(config_path)
         record["checkpoint"] = best_path if sweep.keep_checkpoints else None
@@ -236,6 +237,19 @@ def _measured(model, datamodule, tested, selection, steps: int, epochs: int) -> 
         "trainable": model.report.trainable,
         "trainable_pct": round(model.report.percent, 6),
     }
+
+
+def _selected_distance(model) -> dict[str, Any]:
+    """L2 distance of the *tested* (selected) model's backbone from the pretrained weights: total, per layer, rest.
+
+    ``trainer.test(ckpt_path=best)`` left the selected checkpoint's weights in ``model``, so this is the distance of
+    the model the record reports, not of the last epoch's.
+    """
+    from pet_lightning.callbacks.distance import backbone_distance
+
+    distance = backbone_distance(model.model, model.pretrained_model())
+    return {"total": distance.total, "rest": distance.rest,
+            "layers": {str(index): value for index, value in sorted(distance.layers.items())}}
 
 
 def _write_json(path: Path, record: dict[str, Any]) -> None:

@@ -1,0 +1,127 @@
+"""Each study file in configs/studies/ expands to the grid its paper table needs, at both scales."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pet_lightning.strategies import build_strategy
+from pet_lightning.sweeps.plan import SweepConfig, full_config, plan_runs
+
+ROOT = Path(__file__).resolve().parents[2]
+STUDIES = ROOT / "configs" / "studies"
+
+
+@pytest.fixture(autouse=True)
+def _in_repo(monkeypatch):
+    monkeypatch.chdir(ROOT)
+
+
+def _plan(name: str, scale: str):
+    sweep = SweepConfig.from_file(STUDIES / f"{name}.yaml", scale)
+    return sweep, plan_runs(sweep)
+
+
+def _rows(runs):
+    """method -> the config of its first run (every run of a method shares it, seeds aside)."""
+    rows = {}
+    for run in runs:
+        rows.setdefault(run.method, run.config)
+    return rows
+
+
+def _strategy(config):
+    return build_strategy(config["model"]["strategy"]).config_dict()
+
+
+def _callbacks(config):
+    return [cb["class_path"].rsplit(".", 1)[-1] for cb in config.get("trainer", {}).get("callbacks") or []]
+
+
+@pytest.mark.parametrize(("scale", "tasks", "seeds"), [("cpu", 2, 5), ("paper", 8, 5)])
+def test_transferability_table1_grid(scale, tasks, seeds):
+    sweep, runs = _plan("transferability_table1", scale)
+    assert (sweep.study, sweep.scale, len(sweep.tasks), len(sweep.seeds)) == ("transferability_table1", scale,
+                                                                               tasks, seeds)
+    assert len(runs) == 9 * tasks * seeds
+    rows = _rows(runs)
+    assert list(rows) == ["full_ft", "feed_forward", "multi_head", "layernorms", "layernorms_a", "layernorms_f",
+                          "bitfit", "random", "frozen"]
+    names = {method: _strategy(config)["name"] for method, config in rows.items()}
+    assert names == {"full_ft": "full", "feed_forward": "ffn", "multi_head": "attention", "layernorms": "layernorm",
+                     "layernorms_a": "layernorm", "layernorms_f": "layernorm", "bitfit": "bitfit",
+                     "random": "random", "frozen": "frozen"}
+    assert [_strategy(rows[m])["where"] for m in ("layernorms", "layernorms_a", "layernorms_f")] == [
+        "all", "attention", "ffn"]
+    assert "ExactLinearProbe" in _callbacks(rows["frozen"]) and rows["frozen"]["trainer"]["max_epochs"] == 1
+    assert all("CollapseGuard" in _callbacks(config) for method, config in rows.items() if method != "frozen")
+    rates = {method: config["model"]["learning_rate"] for method, config in rows.items()}
+    pet = 5.0e-3 if scale == "cpu" else 1.0e-3
+    assert rates["layernorms"] == rates["bitfit"] == rates["random"] == pet
+    assert rates["full_ft"] == (5.0e-5 if scale == "cpu" else 2.0e-5)
+    assert all(config["model"]["regression_bias"] == "label_mean" for config in rows.values())
+    assert sweep.protocol == "dev_split"
+
+
+@pytest.mark.parametrize(("scale", "layers", "tasks"), [("cpu", 6, ["sts-b", "mrpc"]),
+                                                        ("paper", 12, ["cola", "mrpc", "sts-b", "rte"])])
+def test_transferability_table3_tunes_one_layer_per_row(scale, layers, tasks):
+    sweep, runs = _plan("transferability_table3", scale)
+    assert sweep.tasks == tasks and len(runs) == (layers + 1) * len(tasks) * 5
+    rows = _rows(runs)
+    assert list(rows) == [f"layer_{k}" for k in range(1, layers + 1)] + ["full_ft"]
+    for k in range(1, layers + 1):
+        strategy = _strategy(rows[f"layer_{k}"])
+        assert (strategy["name"], strategy["layers"], strategy["where"]) == ("layernorm", [k - 1], "all")
+    assert _strategy(rows["full_ft"])["name"] == "full"
+
+
+EH_FT_ROWS = ["finetuning", "linear_probing", "prefix_tuning", "lora", "bitfit", "top_k", "mixout", "child_tuning_d",
+              "lp_ft", "eh_ft_lora", "eh_ft_pt", "eh_ft_bitfit"]
+TWO_STAGE = {"lp_ft": "frozen", "eh_ft_lora": "lora", "eh_ft_pt": "prefix", "eh_ft_bitfit": "bitfit"}
+
+
+@pytest.mark.parametrize(("scale", "tasks", "seeds", "stage2_rate"), [("cpu", 2, 3, 5.0e-5), ("paper", 9, 4, 1.0e-5)])
+def test_eh_ft_table1_grid_head_and_two_stage_rows(scale, tasks, seeds, stage2_rate):
+    sweep, runs = _plan("eh_ft_table1", scale)
+    assert len(runs) == 12 * tasks * seeds and len(sweep.seeds) == seeds
+    rows = _rows(runs)
+    assert list(rows) == EH_FT_ROWS
+    for method, config in rows.items():
+        model = config["model"]
+        assert (model["head"], model["head_hidden_size"], model["head_init_std"]) == ("mlp", 2048, 0.005), method
+        two_stage = [cb for cb in config["trainer"]["callbacks"] if cb["class_path"].endswith("TwoStageTraining")]
+        if method in TWO_STAGE:
+            assert _strategy(config)["name"] == TWO_STAGE[method]
+            (callback,) = two_stage
+            args = callback["init_args"]
+            assert (args["stage2_strategy"], args["stage1_fraction"], args["keep_head_bias"]) == ("full", 0.1, False)
+            assert args["learning_rate"] == stage2_rate
+        else:
+            assert not two_stage, method
+    assert rows["finetuning"]["model"]["learning_rate"] == stage2_rate
+    assert _strategy(rows["child_tuning_d"])["reserve_p"] == 0.1 and _strategy(rows["mixout"])["p"] == 0.9
+
+
+def test_eh_ft_paper_scale_uses_the_studys_epochs_per_task():
+    _sweep, runs = _plan("eh_ft_table1", "paper")
+    epochs = {run.task: run.config["trainer"]["max_epochs"] for run in runs}
+    assert epochs == {"rte": 60, "mrpc": 60, "cola": 20, "sts-b": 20, "boolq": 40, "wic": 40, "cb": 400, "copa": 400,
+                      "wsc": 400}
+
+
+def test_eh_ft_figure4_saves_head_features_of_each_stage1_run(tmp_path):
+    sweep, runs = _plan("eh_ft_figure4", "cpu")
+    assert [run.method for run in runs] == ["linear_probing", "lora", "bitfit", "prefix_tuning"]
+    for run in runs:
+        config = full_config(sweep, run, tmp_path / run.run_id)
+        assert "HeadFeatures" in _callbacks(config) and "SelectionCheckpoint" in _callbacks(config)
+        assert config["model"]["head"] == "mlp" and config["trainer"]["max_epochs"] == 1
+
+
+def test_the_sweep_keeps_study_callbacks_beside_its_selection(tmp_path):
+    sweep, runs = _plan("eh_ft_table1", "cpu")
+    run = next(run for run in runs if run.method == "eh_ft_lora")
+    assert _callbacks(full_config(sweep, run, tmp_path)) == [
+        "CollapseGuard", "TwoStageTraining", "SelectionCheckpoint", "ResumeCheckpoints"]
