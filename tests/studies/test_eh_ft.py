@@ -11,7 +11,9 @@ from scipy import stats
 from pet_lightning.studies.common import DIFFERS, REPRODUCES, UNTESTABLE
 from pet_lightning.studies.eh_ft import distances, write_table1
 from pet_lightning.sweeps.files import SweepError
-from pet_lightning.tasks import get_task
+from tests.studies.records import make_record
+from tests.studies.records import md_rows as _md_rows
+from tests.studies.records import mean as _mean
 
 SEEDS = [11, 22, 33]
 TASKS = ("sts-b", "sst-2")
@@ -41,14 +43,8 @@ ORDER = ["finetuning", "linear_probing", "lp_ft", "eh_ft_lora", "eh_ft_pt", "eh_
 
 def _record(task: str, method: str, index: int, study: str = "eh_ft_table1") -> dict:
     seed = SEEDS[index]
-    record = {
-        "run_id": f"{task}.{method}.{seed}", "task": task, "method": method, "seed": seed, "seed_mode": "both",
-        "init_seed": seed, "protocol": "dev_split", "monitor": "val_select/headline",
-        "config_hash": f"{task}-{method}", "run_hash": f"{task}-{method}-{seed}",
-        "headline": get_task(task).headline, "score": SCORES[(task, method)][index] / 100, "steps": 200,
-        "best_step": 150, "train_examples": 800, "trainable_pct": PCT[method], "status": "ok", "study": study,
-        "scale": "cpu", "wall_s": 60.0, "config_path": "",
-    }
+    record = make_record(task, method, seed, SCORES[(task, method)][index], study, pct=PCT[method], steps=200,
+                         best_step=150, wall_s=60.0)
     if (task, method) in DISTANCE:
         total = DISTANCE[(task, method)][index]
         record["distance"] = {"total": total, "rest": total / 10, "layers": {"0": total / 2, "1": total / 2}}
@@ -58,9 +54,6 @@ def _record(task: str, method: str, index: int, study: str = "eh_ft_table1") -> 
 def _records(study: str = "eh_ft_table1") -> list[dict]:
     return [_record(task, method, index, study) for task, method in SCORES for index in range(len(SEEDS))]
 
-
-def _mean(values) -> float:
-    return sum(values) / len(values)
 
 
 def _seed_averages(table: dict, method: str) -> list[float]:
@@ -72,13 +65,6 @@ def _read_csv(path) -> dict[str, dict[str, str]]:
         return {row["method"]: row for row in csv.DictReader(handle)}
 
 
-def _md_rows(path) -> dict[str, list[str]]:
-    rows = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.startswith("|"):
-            cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-            rows[cells[0]] = cells[1:]
-    return rows
 
 
 def _finding(report_md, claim: str) -> list[str]:

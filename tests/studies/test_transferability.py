@@ -11,7 +11,9 @@ from scipy import stats
 from pet_lightning.studies.common import DIFFERS, INCONCLUSIVE, REPRODUCES, UNTESTABLE
 from pet_lightning.studies.transferability import band_of, write_table1, write_table3
 from pet_lightning.sweeps.files import SweepError
-from pet_lightning.tasks import get_task
+from tests.studies.records import make_record
+from tests.studies.records import md_rows as _md_rows
+from tests.studies.records import mean as _mean
 
 SEEDS = [1, 2, 3, 4, 5]
 # Scores x 100 per (task, method), one per seed.
@@ -37,14 +39,7 @@ ROW_NAMES = {"full_ft": "Full-FT", "layernorms": "LayerNorms", "bitfit": "BitFit
 def _record(task: str, method: str, seed: int, score: float, study: str = "transferability_table1",
             **extra) -> dict:
     pct = PCT.get(method, (1.0, 1.0))[0 if task == "sts-b" else 1]
-    return {
-        "run_id": f"{task}.{method}.{seed}", "task": task, "method": method, "seed": seed, "seed_mode": "both",
-        "init_seed": seed, "protocol": "dev_split", "monitor": "val_select/headline",
-        "config_hash": f"{task}-{method}", "run_hash": f"{task}-{method}-{seed}",
-        "headline": get_task(task).headline, "score": score / 100, "steps": 100, "best_step": 50,
-        "train_examples": 800, "trainable_pct": pct, "status": "ok", "study": study, "scale": "cpu",
-        "wall_s": 30.0, "config_path": "", **extra,
-    }
+    return make_record(task, method, seed, score, study, pct=pct, steps=100, best_step=50, **extra)
 
 
 def _records(scores: dict, study: str = "transferability_table1") -> list[dict]:
@@ -52,23 +47,12 @@ def _records(scores: dict, study: str = "transferability_table1") -> list[dict]:
             for (task, method), values in scores.items() for seed, score in zip(SEEDS, values)]
 
 
-def _mean(values) -> float:
-    return sum(values) / len(values)
-
 
 def _read_csv(path) -> dict[str, dict[str, str]]:
     with open(path, encoding="utf-8") as handle:
         return {row.get("method", row.get("task")): row for row in csv.DictReader(handle)}
 
 
-def _md_rows(path) -> dict[str, list[str]]:
-    """Markdown table rows keyed by their first cell (header and rule included)."""
-    rows = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.startswith("|"):
-            cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-            rows[cells[0]] = cells[1:]
-    return rows
 
 
 def _finding(report_md, claim_start: str) -> list[str]:
