@@ -26,6 +26,9 @@ SWEEPS = {
     "sweep_protocol.yaml": "tasks: [rte]\nmethods: [bitfit]\nprotocol: leaky\n",
     "sweep_empty.yaml": "tasks: []\nmethods: [bitfit]\n",
     "sweep_list.yaml": "- rte\n- bitfit\n",
+    "study_scales.yaml": "study: transferability_table1\nmethods: [bitfit]\nscales:\n  cpu: {tasks: [rte]}\n",
+    "sweep_plain.yaml": "tasks: [rte]\nmethods: [bitfit]\n",
+    "study_layout.yaml": "study: table9\nmethods: [bitfit]\nscales:\n  cpu: {tasks: [rte]}\n",
 }
 
 

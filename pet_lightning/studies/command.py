@@ -35,7 +35,7 @@ def main(argv: list[str]) -> int:
     try:
         sweep = SweepConfig.from_file(args.config, args.scale)
         if sweep.study is None:
-            raise SweepError(f"{args.config} names no `study`: run plain sweep files with `cli.py sweep`")
+            raise SweepError(f"{args.config} names no study (a plain sweep file): run it with cli.py sweep")
         code = 0
         if not args.report_only:
             overrides = {key: getattr(args, key) for key in ENGINE_FLAGS if getattr(args, key) is not None}
