@@ -76,6 +76,9 @@ class TaskDataModule(L.LightningDataModule):
         group_by_length: Batch training examples of similar length together (less padding, faster).
         sort_eval_by_length: Evaluate validation and test examples longest first (less padding, faster; metrics
             do not depend on the order). Prediction keeps the file order.
+        watch_report: Also evaluate the reported examples every validation epoch, logged with the suffix
+            ``_report`` (``val/loss_report``) and never monitored by selection: what selecting on them would have
+            reported (the Revisiting study's leaky "2-2" setting, read from the history afterwards).
     """
 
     benchmark: str | None = None
@@ -99,6 +102,7 @@ class TaskDataModule(L.LightningDataModule):
         subset_seed: int = 0,
         group_by_length: bool = False,
         sort_eval_by_length: bool = True,
+        watch_report: bool = False,
     ):
         super().__init__()
         self.spec: TaskSpec = get_task(task)
@@ -133,6 +137,10 @@ class TaskDataModule(L.LightningDataModule):
         self.subset_seed = subset_seed
         self.group_by_length = group_by_length
         self.sort_eval_by_length = sort_eval_by_length
+        if watch_report and protocol == "standard":
+            raise ValueError("watch_report=True under protocol standard: selection already sees the reported "
+                             "examples; use dev_split or train_holdout")
+        self.watch_report = watch_report
         self.plan: SplitPlan | None = None
         self.datasets: dict[str, EncodedDataset | dict[str, EncodedDataset]] = {}
         self._tokenizer = None
@@ -349,7 +357,10 @@ class TaskDataModule(L.LightningDataModule):
         return self._eval_loaders(datasets if isinstance(datasets, dict) else {split: datasets})[0]
 
     def val_dataloader(self) -> list[DataLoader]:
-        return self._eval_loaders(self.datasets["val"], sort=self.sort_eval_by_length)
+        datasets = dict(self.datasets["val"])
+        if self.watch_report:  # after the selection loaders: selection reads the first one only
+            datasets.update({f"{name} (report)": ds for name, ds in self.datasets["test"].items()})
+        return self._eval_loaders(datasets, sort=self.sort_eval_by_length)
 
     def test_dataloader(self) -> list[DataLoader]:
         return self._eval_loaders(self.datasets["test"], sort=self.sort_eval_by_length)
@@ -363,7 +374,10 @@ class TaskDataModule(L.LightningDataModule):
         """Metric-name suffix of each evaluation dataloader (MNLI: ``""`` matched, ``_mismatched``)."""
         assert self.plan is not None, "call setup() first"
         names = self.plan.selection if stage == "val" else self.plan.report
-        return [self.spec.eval_splits.get(name, "" if i == 0 else f"_{name}") for i, name in enumerate(names)]
+        suffixes = [self.spec.eval_splits.get(name, "" if i == 0 else f"_{name}") for i, name in enumerate(names)]
+        if stage == "val" and self.watch_report:
+            suffixes += [f"{suffix}_report" for suffix in self.eval_suffixes("test")]
+        return suffixes
 
     @property
     def num_training_examples(self) -> int:

@@ -19,6 +19,7 @@ LAYOUTS = {
     "transferability_table3": "pet_lightning.studies.transferability:write_table3",
     "eh_ft_table1": "pet_lightning.studies.eh_ft:write_table1",
     "eh_ft_figure4": "pet_lightning.studies.tsne:write_figure4",
+    "revisiting_table1": "pet_lightning.studies.revisiting:write_table1",
     "revisiting_table2": "pet_lightning.studies.revisiting:write_table2",
     "revisiting_table4": "pet_lightning.studies.revisiting:write_table4",
     "revisiting_figure3": "pet_lightning.studies.revisiting_figures:write_figure3",

@@ -178,3 +178,95 @@ def write_figure4(records: list[dict[str, Any]], out: Path, alpha: float = 0.05)
     paths["report"] = _page(out, "Revisiting study, Figure 4: every seed's score", runs, [
         "![seed distributions](figure4.png)\n", text, collapse_note(report)])
     return paths
+
+
+# ------------------------------------------------------------------------------------------------ Table 1
+SETTINGS = (("1-2", "loss"), ("2-2", "loss"), ("1-2", "headline"), ("2-2", "headline"))
+
+
+def validation_history(record: dict[str, Any]) -> dict[int, dict[str, float]]:
+    """Per epoch, the validation metrics a run logged (CSV logger files of its run folder; a resumed run's later
+    versions win)."""
+    import csv
+
+    folder = Path(str(record.get("config_path", ""))).parent / "csv"
+    history: dict[int, dict[str, float]] = {}
+    for path in sorted(folder.glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[1])):
+        with open(path, encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                if row.get("val/loss") and row.get("epoch"):
+                    values = {k: float(v) for k, v in row.items() if k.startswith("val/") and v}
+                    history.setdefault(int(row["epoch"]), {}).update(values)
+    return history
+
+
+def selected_scores(history: dict[int, dict[str, float]], headline: str) -> dict[tuple[str, str], float]:
+    """The reported half's headline metric x 100 at the epoch each setting selects: ``1-2`` selects on half 1
+    (``val/...``), ``2-2`` on the reported half itself (``val/..._report``); by loss (min) or headline (max)."""
+    reported = f"val/{headline}_report"
+    if not history or any(reported not in values for values in history.values()):
+        from pet_lightning.sweeps.files import SweepError
+
+        raise SweepError("a run logged no val/*_report metrics: revisiting_table1 runs need data.init_args."
+                         "watch_report: true (the reported half evaluated every epoch)")
+    scores = {}
+    for half, criterion in SETTINGS:
+        key = f"val/{'loss' if criterion == 'loss' else headline}" + ("_report" if half == "2-2" else "")
+        pick = min if criterion == "loss" else max
+        epoch = pick(sorted(history), key=lambda e: history[e][key])  # ties: the earliest epoch, as checkpoints
+        scores[(half, criterion)] = 100 * history[epoch][reported]
+    return scores
+
+
+def write_table1(records: list[dict[str, Any]], out: Path, alpha: float = 0.05) -> dict[str, Path]:
+    runs = study_runs(records, "revisiting_table1")
+    out.mkdir(parents=True, exist_ok=True)
+    per_run = {(r["task"], r["method"], int(r["seed"])): (selected_scores(validation_history(r), r["headline"]), r)
+               for r in runs.records}
+    # The 1-2 / loss figure read from the history must be the tested checkpoint's score: the same model.
+    drift = max(abs(scores[("1-2", "loss")] - 100 * float(r["score"])) for scores, r in per_run.values())
+    keys = sorted({(task, method) for task, method, _ in per_run})
+    header = ["task", "method", "seeds", *[f"{h} ({c})" for h, c in SETTINGS], "inflation (loss)", "p",
+              "inflation (headline)", "p"]
+    rows, csv_rows, findings = [], [], []
+    for task, method in keys:
+        seeds = sorted(seed for t, m, seed in per_run if (t, m) == (task, method))
+        values = {s: [per_run[(task, method, seed)][0][s] for seed in seeds] for s in SETTINGS}
+        row = [task, method, str(len(seeds)), *[f"{fmt(mean_of(values[s]))} ± {fmt(std_of(values[s]))}"
+                                                for s in SETTINGS]]
+        csv_row: dict[str, Any] = {"task": task, "method": method, "seeds": len(seeds)}
+        for criterion in ("loss", "headline"):
+            leaky, honest = values[("2-2", criterion)], values[("1-2", criterion)]
+            gaps = [a - b for a, b in zip(leaky, honest)]
+            _t, p = paired_t_test(leaky, honest, "greater")
+            row += [f"{fmt(mean_of(gaps))} ± {fmt(std_of(gaps))}", fmt_p(p)]
+            csv_row.update({f"inflation_{criterion}": mean_of(gaps), f"inflation_{criterion}_std": std_of(gaps),
+                            f"p_{criterion}": p})
+            claim = f"{task} / {method}: selecting on the reported half (2-2) inflates it, stopping on {criterion}"
+            if len(seeds) < 2:
+                findings.append((claim, UNTESTABLE, "needs 2+ seeds"))
+            else:
+                verdict = REPRODUCES if p < alpha else INCONCLUSIVE if mean_of(gaps) > 0 else DIFFERS
+                findings.append((claim, verdict, f"2-2 - 1-2 = {mean_of(gaps):+.2f} ± {fmt(std_of(gaps))}; "
+                                                 f"paired one-tailed p = {fmt_p(p)}"))
+        csv_row.update({f"{h}_{c}": mean_of(values[(h, c)]) for h, c in SETTINGS})
+        rows.append(row)
+        csv_rows.append(csv_row)
+    text, paths = write_table(out, "table1", header, rows, csv_rows)
+    paths["report"] = _page(out, "Revisiting study, Table 1: what selecting on the reported examples adds", runs, [
+        "The dev set is split in two label-stratified halves. `1-2`: select the epoch on half 1, report half 2 "
+        "(what every study here reports); `2-2`: select and report on half 2 (leaky). Both come from the same runs "
+        "(half 2 is evaluated every epoch and never monitored), so the inflation is paired by run. Selection by "
+        "the lowest validation loss or the highest headline metric.\n",
+        f"Check: the `1-2 (loss)` figure read from each run's history equals the score of the checkpoint the run "
+        f"tested (max difference {drift:.2g} points over {len(per_run)} runs).\n",
+        "## Table 1: reported half's score x 100 (mean ± std over seeds)\n", text,
+        _published_table_note("revisiting_table1"), findings_section(findings)])
+    return paths
+
+
+def _published_table_note(name: str) -> str:
+    published = load_published(name)
+    if published is None:
+        return f"Published figures: none stored for {name} (see pet_lightning/studies/published/README.md).\n"
+    return f"Published figures: {published.citation} (see {name}.csv).\n"
