@@ -74,8 +74,9 @@ def _published_mean(published, method: str, tasks: list[str]) -> float | None:
 
 
 def _weak_below_strong(report, tasks: list[str]) -> tuple[str, str, str]:
-    """Frozen and Random below LayerNorms and BitFit on every task (one-tailed Welch, p < alpha)."""
-    tests, failed = [], []
+    """Frozen and Random below LayerNorms and BitFit on every task: reproduces when every one-tailed Welch test has
+    p < alpha; same direction when every mean is below but some test is not significant; else does not."""
+    tests, weak_tests, reversed_means = [], [], []
     for task in tasks:
         for weak in WEAK_ROWS:
             for strong in STRONG_ROWS:
@@ -87,12 +88,17 @@ def _weak_below_strong(report, tasks: list[str]) -> tuple[str, str, str]:
                     p = 0.0 if mean_of(high.values) > mean_of(low.values) else 1.0
                 tests.append(f"{task}: {TABLE1_ROWS[strong]} > {TABLE1_ROWS[weak]} p = {fmt_p(p)}")
                 if not p < report.alpha:
-                    failed.append(tests[-1])
+                    weak_tests.append(tests[-1])
+                if not mean_of(high.values) > mean_of(low.values):
+                    reversed_means.append(tests[-1])
     claim = "Frozen and Random fall below LayerNorms and BitFit"
     if not tests:
         return claim, UNTESTABLE, "needs 2+ seeds of Frozen, Random, LayerNorms and BitFit"
-    verdict = REPRODUCES if not failed else DIFFERS
-    evidence = "; ".join(tests) + (f" (not significant: {len(failed)} of {len(tests)})" if failed else "")
+    verdict = REPRODUCES if not weak_tests else DIFFERS if reversed_means else INCONCLUSIVE
+    evidence = "; ".join(tests)
+    if weak_tests:
+        evidence += f" ({len(tests) - len(weak_tests)} of {len(tests)} significant"
+        evidence += f"; means reversed: {len(reversed_means)})" if reversed_means else "; every mean in order)"
     return claim, verdict, evidence
 
 

@@ -117,7 +117,18 @@ def test_table1_random_equal_to_layernorms_does_not_reproduce(tmp_path):
     assert "sts-b: LayerNorms > Random p = 0.5" in finding[2]
     # Random (mean 88) is also above BitFit (87) there: two of the eight tests fail.
     assert "sts-b: BitFit > Random p = " in finding[2]
-    assert "not significant: 2 of 8" in finding[2]
+    assert "(6 of 8 significant; means reversed: 2)" in finding[2]
+
+
+def test_table1_weak_rows_below_but_not_significantly_is_inconclusive(tmp_path):
+    scores = dict(TABLE1)
+    # Random just below LayerNorms on STS-B, inside the seeds' spread: in order, not significant.
+    scores[("sts-b", "random")] = [value - 0.2 for value in TABLE1[("sts-b", "layernorms")][::-1]]
+    scores[("sts-b", "bitfit")] = [value + 1.0 for value in scores[("sts-b", "random")]]
+    write_table1(_records(scores), tmp_path)
+    finding = _finding(tmp_path / "report.md", "Frozen and Random fall below")
+    assert finding[1] == f"**{INCONCLUSIVE}**"
+    assert "every mean in order" in finding[2]
 
 
 def test_table1_kendall_tau_over_published_rows(tmp_path):
