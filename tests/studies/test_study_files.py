@@ -64,11 +64,11 @@ def test_transferability_table1_grid(scale, tasks, seeds):
     assert sweep.protocol == "dev_split"
 
 
-@pytest.mark.parametrize(("scale", "layers", "tasks"), [("cpu", 6, ["sts-b", "mrpc"]),
-                                                        ("paper", 12, ["cola", "mrpc", "sts-b", "rte"])])
-def test_transferability_table3_tunes_one_layer_per_row(scale, layers, tasks):
+@pytest.mark.parametrize(("scale", "layers", "tasks", "seeds"), [("cpu", 6, ["sts-b", "mrpc"], 3),
+                                                                 ("paper", 12, ["cola", "mrpc", "sts-b", "rte"], 5)])
+def test_transferability_table3_tunes_one_layer_per_row(scale, layers, tasks, seeds):
     sweep, runs = _plan("transferability_table3", scale)
-    assert sweep.tasks == tasks and len(runs) == (layers + 1) * len(tasks) * 5
+    assert sweep.tasks == tasks and len(runs) == (layers + 1) * len(tasks) * seeds
     rows = _rows(runs)
     assert list(rows) == [f"layer_{k}" for k in range(1, layers + 1)] + ["full_ft"]
     for k in range(1, layers + 1):
