@@ -203,7 +203,9 @@ def execute(
         record["checkpoint"] = best_path if sweep.keep_checkpoints else None
         for logger in trainer.loggers:
             if type(logger).__name__ == "WandbLogger":
-                logger.experiment.summary.update({f"sweep/{k}": v for k, v in record.items() if _scalar(v)})
+                summary = {f"sweep/{k}": v for k, v in record.items() if _scalar(v)}
+                summary.update(_distance_summary(record["distance"]))
+                logger.experiment.summary.update(summary)
         if not sweep.keep_checkpoints:
             Path(best_path).unlink(missing_ok=True)
         _write_json(run_dir / RECORD_FILE, record)
@@ -250,6 +252,13 @@ def _selected_distance(model) -> dict[str, Any]:
     distance = backbone_distance(model.model, model.pretrained_model())
     return {"total": distance.total, "rest": distance.rest,
             "layers": {str(index): value for index, value in sorted(distance.layers.items())}}
+
+
+def _distance_summary(distance: dict[str, Any]) -> dict[str, float]:
+    """The record's distance as flat W&B summary keys (``distance/total``, ``distance/rest``, ``distance/layer_i``)."""
+    flat = {"distance/total": distance["total"], "distance/rest": distance["rest"]}
+    flat.update({f"distance/layer_{index}": value for index, value in distance["layers"].items()})
+    return flat
 
 
 def _write_json(path: Path, record: dict[str, Any]) -> None:

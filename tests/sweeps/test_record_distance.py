@@ -22,3 +22,10 @@ def test_frozen_runs_stay_at_the_pretrained_point_and_bitfit_runs_move(reference
         else:
             assert distance["total"] > 0 and all(value > 0 for value in layers), run_id
         assert record["study"] is None and record["scale"] is None  # a plain sweep file
+
+
+def test_the_distance_reaches_wandb_as_flat_summary_keys():
+    from pet_lightning.sweeps.trainable import _distance_summary
+
+    assert _distance_summary({"total": 2.0, "rest": 0.5, "layers": {"0": 1.0, "5": 1.5}}) == {
+        "distance/total": 2.0, "distance/rest": 0.5, "distance/layer_0": 1.0, "distance/layer_5": 1.5}
