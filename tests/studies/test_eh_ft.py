@@ -174,3 +174,12 @@ def test_identical_gain_on_every_seed_is_not_a_failure_to_reproduce(tmp_path):
     write_table1(records, tmp_path)
     finding = _finding(tmp_path / "report.md", "EH-FT_BitFit beats Finetuning on average (paired by seed)")
     assert finding[1] == f"**{REPRODUCES}**" and "p = 0" in finding[2]
+
+
+def test_distance_against_lp_ft_the_control_with_the_same_stage_two(report_dir):
+    finding = _finding(report_dir / "report.md",
+                       "EH-FT_LoRA ends nearer the pretrained weights than LP-FT (L2 distance)")
+    ours, theirs = _seed_averages(DISTANCE, "eh_ft_lora"), _seed_averages(DISTANCE, "lp_ft")
+    expected = stats.ttest_rel(ours, theirs, alternative="less")
+    assert finding[1] == f"**{REPRODUCES}**" and f"one-tailed p = {expected.pvalue:.3g}" in finding[2]
+    assert f"distance ratio {_mean(ours) / _mean(theirs):.3f}" in finding[2]
