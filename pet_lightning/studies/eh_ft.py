@@ -73,7 +73,7 @@ def _findings(report, tasks: list[str], dist: dict[str, dict[int, float]]) -> li
                 findings.append((claim, UNTESTABLE, f"{len(seeds)} common seed(s); a paired test needs 2+"))
                 continue
             gain = mean_of([ours[s] - theirs[s] for s in seeds])
-            verdict = REPRODUCES if p < report.alpha else DIFFERS
+            verdict = REPRODUCES if p < report.alpha else INCONCLUSIVE if gain > 0 else DIFFERS
             findings.append((claim, verdict, f"mean gain {gain:+.2f} over seeds {', '.join(map(str, seeds))}; "
                                              f"t = {fmt(t, 2)}, one-tailed p = {fmt_p(p)}"))
         # Against Finetuning the stage-2 schedule is shorter (stage 1 takes its share of the epochs); LP-FT has the
