@@ -53,6 +53,26 @@ def distances(records: list[dict[str, Any]]) -> dict[str, dict[int, float]]:
     return {method: {seed: mean_of(v) for seed, v in seeds.items()} for method, seeds in found.items()}
 
 
+def layer_distances(records: list[dict[str, Any]]) -> dict[str, dict[int, float]]:
+    """Per method, per encoder layer (0 = next to the embeddings): the mean L2 distance over its runs."""
+    found: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for record in records:
+        for layer, value in ((record.get("distance") or {}).get("layers") or {}).items():
+            found[record["method"]][int(layer)].append(float(value))
+    return {method: {layer: mean_of(v) for layer, v in sorted(layers.items())} for method, layers in found.items()}
+
+
+def _layer_table(out: Path, methods: list[str], records: list[dict[str, Any]]) -> tuple[str, dict[str, Path]]:
+    per_layer = layer_distances(records)
+    layers = sorted({layer for values in per_layer.values() for layer in values})
+    header = ["Method", *[f"layer {layer}" for layer in layers]]
+    rows = [[TABLE1_ROWS.get(m, m), *[fmt(per_layer[m].get(layer), 3) for layer in layers]]
+            for m in methods if m in per_layer]
+    csv_rows = [{"method": m, **{f"layer_{layer}": per_layer[m].get(layer) for layer in layers}}
+                for m in methods if m in per_layer]
+    return write_table(out, "distance_per_layer", header, rows, csv_rows)
+
+
 def _paired(a: dict[int, float], b: dict[int, float], alternative: str) -> tuple[list[int], float, float]:
     seeds = sorted(set(a) & set(b))
     if len(seeds) < 2:
@@ -119,6 +139,8 @@ def write_table1(records: list[dict[str, Any]], out: Path, alpha: float = 0.05) 
         csv_rows.append(csv_row)
     out.mkdir(parents=True, exist_ok=True)
     table, paths = write_table(out, "table1", header, rows, csv_rows)
+    layer_text, layer_paths = _layer_table(out, methods, runs.records)
+    paths.update(layer_paths)
     source = published.citation if published else ("no published EH-FT Table 1 stored (RoBERTa-large; see "
                                                    "pet_lightning/studies/published/README.md)")
     page = [
@@ -129,7 +151,8 @@ def write_table1(records: list[dict[str, Any]], out: Path, alpha: float = 0.05) 
         "pretrained backbone (PET updates merged), mean ± std over seeds of the per-seed average over tasks.\n",
         f"Published figures: {source}.\n",
         "## Table 1: mean ± std over seeds\n", table, collapse_note(report),
-        findings_section(_findings(report, tasks, dist)),
+        "## L2 distance from the pretrained backbone per encoder layer (mean over runs; layer 0 next to the "
+        "embeddings)\n", layer_text, findings_section(_findings(report, tasks, dist)),
     ]
     (out / "report.md").write_text("\n".join(page), encoding="utf-8")
     paths["report"] = out / "report.md"

@@ -183,3 +183,11 @@ def test_distance_against_lp_ft_the_control_with_the_same_stage_two(report_dir):
     expected = stats.ttest_rel(ours, theirs, alternative="less")
     assert finding[1] == f"**{REPRODUCES}**" and f"one-tailed p = {expected.pvalue:.3g}" in finding[2]
     assert f"distance ratio {_mean(ours) / _mean(theirs):.3f}" in finding[2]
+
+
+def test_the_per_layer_distance_table_averages_each_layer_over_runs(report_dir):
+    rows = _md_rows(report_dir / "distance_per_layer.md")
+    # Every hand-made record splits its total evenly over layers 0 and 1 (see _record).
+    expected = _mean([DISTANCE[(task, "finetuning")][i] / 2 for task in TASKS for i in range(len(SEEDS))])
+    assert rows["Finetuning"] == [f"{expected:.3f}", f"{expected:.3f}"]
+    assert "EH-FT_BitFit" not in rows  # no distance recorded
