@@ -98,6 +98,18 @@ def difference(ours: float, published: float | None) -> str:
     return f"{ours - published:+.1f}"
 
 
+def task_header(report: Report, tasks: list[str]) -> list[str]:
+    """``<task> (<metric>) | paper | Δ`` for each task: the columns of a table beside a published one."""
+    return [column for task in tasks for column in (f"{task} ({report.headline[task]})", "paper", "Δ")]
+
+
+def published_cells(report: Report, method: str, task: str, published) -> tuple[list[str], float, float | None]:
+    """Ours (mean ± std), the published figure and the difference for one cell; also our mean and the figure."""
+    cell = report.cell(task, method)
+    paper = published.get(method, task) if published else None
+    return [cell_text(cell), fmt(paper), difference(cell_mean(cell), paper)], cell_mean(cell), paper
+
+
 def trainable_pct(records: list[dict[str, Any]]) -> dict[str, float]:
     """Mean % trainable parameters per method (head included) over its runs."""
     found: dict[str, list[float]] = defaultdict(list)

@@ -20,14 +20,14 @@ from pet_lightning.studies.common import (
     REPRODUCES,
     UNTESTABLE,
     cell_mean,
-    cell_text,
     collapse_note,
-    difference,
     findings_section,
     fmt,
     fmt_p,
+    published_cells,
     seed_average,
     study_runs,
+    task_header,
     trainable_pct,
     write_table,
 )
@@ -119,18 +119,16 @@ def write_table1(records: list[dict[str, Any]], out: Path, alpha: float = 0.05) 
     methods = [m for m in TABLE1_ROWS if m in report.methods] + [m for m in report.methods if m not in TABLE1_ROWS]
     tasks, pct, dist = report.tasks, trainable_pct(runs.records), distances(runs.records)
     header = ["Method", "%Param"]
-    for task in tasks:
-        header += [f"{task} ({report.headline[task]})", "paper", "Δ"]
+    header += task_header(report, tasks)
     header += ["Avg", "L2 distance"]
     rows, csv_rows = [], []
     for method in methods:
         row = [TABLE1_ROWS.get(method, method), fmt(pct.get(method), 4)]
         csv_row: dict[str, Any] = {"method": method, "param_pct": pct.get(method)}
         for task in tasks:
-            cell = report.cell(task, method)
-            paper = published.get(method, task) if published else None
-            row += [cell_text(cell), fmt(paper), difference(cell_mean(cell), paper)]
-            csv_row.update({f"{task}_mean": cell_mean(cell), f"{task}_paper": paper})
+            cells, mean, paper = published_cells(report, method, task, published)
+            row += cells
+            csv_row.update({f"{task}_mean": mean, f"{task}_paper": paper})
         average = mean_of([cell_mean(report.cell(task, method)) for task in tasks])
         per_seed = list(dist.get(method, {}).values())
         row += [fmt(average), f"{fmt(mean_of(per_seed), 2)} ± {fmt(std_of(per_seed), 2)}"]

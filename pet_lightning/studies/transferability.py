@@ -28,7 +28,9 @@ from pet_lightning.studies.common import (
     findings_section,
     fmt,
     fmt_p,
+    published_cells,
     study_runs,
+    task_header,
     trainable_pct,
     write_table,
 )
@@ -110,18 +112,17 @@ def write_table1(records: list[dict[str, Any]], out: Path, alpha: float = 0.05) 
     report.methods = methods
     tasks, pct = report.tasks, trainable_pct(runs.records)
     header = ["Method", "%Param"]
-    for task in tasks:
-        header += [f"{task} ({report.headline[task]})", "paper", "Δ"]
+    header += task_header(report, tasks)
     header += ["Avg", "paper Avg", "Δ"]
     rows, csv_rows = [], []
     for method in methods:
         row = [TABLE1_ROWS.get(method, method), fmt(pct.get(method), 4)]
         csv_row: dict[str, Any] = {"method": method, "param_pct": pct.get(method)}
         for task in tasks:
+            cells, mean, paper = published_cells(report, method, task, published)
+            row += cells
             cell = report.cell(task, method)
-            paper = published.get(method, task) if published else None
-            row += [cell_text(cell), fmt(paper), difference(cell_mean(cell), paper)]
-            csv_row.update({f"{task}_mean": cell_mean(cell), f"{task}_n": len(cell.values) if cell else 0,
+            csv_row.update({f"{task}_mean": mean, f"{task}_n": len(cell.values) if cell else 0,
                             f"{task}_paper": paper})
         average = mean_of([cell_mean(report.cell(task, method)) for task in tasks])
         paper_avg = _published_mean(published, method, tasks)

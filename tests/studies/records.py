@@ -32,3 +32,19 @@ def md_rows(path) -> dict[str, list[str]]:
             cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
             rows[cells[0]] = cells[1:]
     return rows
+
+
+def csv_rows(path) -> list[dict[str, str]]:
+    import csv
+
+    with open(path, encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def finding(report_md, claim_start: str) -> list[str]:
+    """The cells of the findings row whose claim starts with ``claim_start``."""
+    for line in report_md.read_text(encoding="utf-8").splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0].startswith(claim_start):
+            return cells
+    raise AssertionError(f"no finding starting {claim_start!r} in {report_md}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import statistics
 
 import pytest
@@ -10,6 +9,8 @@ from scipy import stats
 
 from pet_lightning.studies.common import DIFFERS, REPRODUCES, UNTESTABLE
 from pet_lightning.studies.revisiting import write_figure4, write_table2, write_table4
+from tests.studies.records import csv_rows as _csv_rows
+from tests.studies.records import finding as _finding
 from tests.studies.records import make_record
 from tests.studies.records import md_rows as _md_rows
 from tests.studies.records import mean as _mean
@@ -49,19 +50,6 @@ def _records(scores: dict, study: str = "revisiting_table2", seeds=SEEDS, **extr
 
 
 
-
-
-def _csv_rows(path) -> list[dict[str, str]]:
-    with open(path, encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
-
-
-def _finding(report_md, claim_start: str) -> list[str]:
-    for line in report_md.read_text(encoding="utf-8").splitlines():
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if line.startswith("|") and cells[0].startswith(claim_start):
-            return cells
-    raise AssertionError(f"no finding starting {claim_start!r} in {report_md}")
 
 
 HIGH_CLAIM = "PET methods are not better than full fine-tuning on high-resource tasks"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import statistics
 
 import pytest
@@ -11,6 +10,8 @@ from scipy import stats
 from pet_lightning.studies.common import DIFFERS, INCONCLUSIVE, REPRODUCES, UNTESTABLE
 from pet_lightning.studies.revisiting_figures import write_figure3, write_figure5, write_iterations
 from pet_lightning.sweeps.files import SweepError
+from tests.studies.records import csv_rows as _csv_rows
+from tests.studies.records import finding as _finding
 from tests.studies.records import make_record
 from tests.studies.records import mean as _mean
 
@@ -21,19 +22,6 @@ def _record(task: str, method: str, seed: int, score: float, study: str, train_e
             pct: float = 1.0, steps: int = 100) -> dict:
     return make_record(task, method, seed, score, study, train_examples=train_examples, pct=pct, steps=steps)
 
-
-
-def _csv_rows(path) -> list[dict[str, str]]:
-    with open(path, encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
-
-
-def _finding(report_md, claim_start: str) -> list[str]:
-    for line in report_md.read_text(encoding="utf-8").splitlines():
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if line.startswith("|") and cells[0].startswith(claim_start):
-            return cells
-    raise AssertionError(f"no finding starting {claim_start!r} in {report_md}")
 
 
 # Figure 3: prefix against full on the upper bound (max over seeds).
