@@ -11,6 +11,7 @@ from scipy import stats
 from pet_lightning.studies.common import DIFFERS, INCONCLUSIVE, REPRODUCES, UNTESTABLE
 from pet_lightning.studies.transferability import band_of, write_table1, write_table3
 from pet_lightning.sweeps.files import SweepError
+from tests.studies.records import finding as _finding
 from tests.studies.records import make_record
 from tests.studies.records import md_rows as _md_rows
 from tests.studies.records import mean as _mean
@@ -53,14 +54,6 @@ def _read_csv(path) -> dict[str, dict[str, str]]:
         return {row.get("method", row.get("task")): row for row in csv.DictReader(handle)}
 
 
-
-
-def _finding(report_md, claim_start: str) -> list[str]:
-    for line in report_md.read_text(encoding="utf-8").splitlines():
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if line.startswith("|") and cells[0].startswith(claim_start):
-            return cells
-    raise AssertionError(f"no finding starting {claim_start!r} in {report_md}")
 
 
 def test_table1_cells_paper_difference_param_and_avg(tmp_path):
