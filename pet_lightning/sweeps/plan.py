@@ -100,6 +100,11 @@ class SweepConfig:
             a cluster); defaults to ``out``.
         study: Report layout of a study file (``transferability_table1``, ...); None for a plain sweep.
         scale: The study file's scale these settings are (``cpu``, ``paper``); set by :func:`apply_scale`.
+        reuse_from: Results folders of other sweeps (``{scale}`` is filled in) whose ``ok`` records of identical
+            runs are adopted instead of training them again: same ``run_hash`` and ``config_hash``, i.e. the same
+            merged config, selection, protocol and seeds. Studies that report the same runs in another shape (the
+            paper's Figures 3 and 4 are drawn from its Table 2 runs) train them once; each adopted record names
+            its source in ``reused_from``.
     """
 
     name: str
@@ -123,6 +128,7 @@ class SweepConfig:
     storage_path: str | None = None
     study: str | None = None
     scale: str | None = None
+    reuse_from: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         from pet_lightning.data.protocol import PROTOCOLS
@@ -153,6 +159,11 @@ class SweepConfig:
             check_layout(self.study)
         default_out = f"runs/studies/{self.name}/{self.scale}" if self.scale else f"runs/sweeps/{self.name}"
         self.out = self.out or default_out
+        if isinstance(self.reuse_from, str):
+            self.reuse_from = [self.reuse_from]
+        self.reuse_from = [str(folder).format(scale=self.scale) for folder in self.reuse_from]
+        if any(Path(folder).resolve() == Path(self.out).resolve() for folder in self.reuse_from):
+            raise SweepError(f"reuse_from names the sweep's own out folder {self.out}: list other sweeps' folders")
         self.check_engine()
 
     def check_engine(self) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pet_lightning.sweeps.plan import RunSpec, SweepConfig, SweepError
+from pet_lightning.sweeps.plan import RESULTS_FILE, RunSpec, SweepConfig, SweepError
 from pet_lightning.tasks import get_task, resource_group_for
 
 RECORD_FILE = "record.json"
@@ -109,6 +109,39 @@ def recover_records(sweep: SweepConfig, runs: list[RunSpec]) -> list[str]:
             append_result(sweep.results_path, record)
             recovered.append(run.run_id)
     return recovered
+
+
+def adopt_reused_records(sweep: SweepConfig, runs: list[RunSpec]) -> list[str]:
+    """Append, for runs not yet finished here, the ``ok`` record of the identical run in a ``reuse_from`` folder;
+    their ids.
+
+    Identical means the same ``run_hash`` (merged config, selection, init and order seeds) and the same
+    ``config_hash`` (config, selection, protocol): the run would train the same model again. The adopted record
+    keeps what was measured (and its paths, which point into the source folder) under this sweep's identity
+    (run id, method name, study), with ``reused_from`` naming the source results file and run id.
+    """
+    if not sweep.reuse_from:
+        return []
+    sources: dict[tuple[str, str], dict[str, Any]] = {}
+    for folder in sweep.reuse_from:
+        path = Path(folder) / RESULTS_FILE
+        if not path.is_file():
+            raise SweepError(f"reuse_from: {path} does not exist: run that sweep first (its runs are reused here), "
+                             f"or remove {folder} from reuse_from")
+        for record in load_results(path):
+            sources.setdefault((record.get("run_hash", ""), record.get("config_hash", "")), record | {"_path": path})
+    done = finished_ids(sweep.results_path)
+    adopted = []
+    for run in runs:
+        source = sources.get((run.run_hash, run.config_hash))
+        if run.run_id in done or source is None:
+            continue
+        identity = {k: v for k, v in _identity(sweep, run).items() if k not in ("host", "finished_at")}
+        record = {k: v for k, v in source.items() if k != "_path"} | identity
+        record["reused_from"] = {"results": str(source["_path"].resolve()), "run_id": source["run_id"]}
+        append_result(sweep.results_path, record)
+        adopted.append(run.run_id)
+    return adopted
 
 
 def _identity(sweep: SweepConfig, run: RunSpec) -> dict[str, Any]:

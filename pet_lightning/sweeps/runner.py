@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pet_lightning.sweeps.plan import SweepConfig, SweepError, plan_digest, plan_runs, select_runs
-from pet_lightning.sweeps.records import finished_ids, load_results, recover_records
+from pet_lightning.sweeps.records import adopt_reused_records, finished_ids, load_results, recover_records
 
 CONNECT_TIMEOUT_S = 10.0
 LOCAL = "local"
@@ -118,10 +118,13 @@ def run_sweep(config_path: str, filters: dict[str, list[str]] | None = None, ove
     runs = select_runs(plan_runs(sweep), filters or {})
     Path(sweep.out).mkdir(parents=True, exist_ok=True)
     recovered = recover_records(sweep, runs)
+    reused = adopt_reused_records(sweep, runs)
+    sources = ", ".join(sweep.reuse_from)
     done = finished_ids(sweep.results_path)
     todo = [run for run in runs if run.run_id not in done]
     print(f"[{sweep.name}] {len(runs)} runs, {len(runs) - len(todo)} already finished"
-          f"{f' ({len(recovered)} recovered from run folders)' if recovered else ''}, {len(todo)} to do; "
+          f"{f' ({len(recovered)} recovered from run folders)' if recovered else ''}"
+          f"{f' ({len(reused)} reused from {sources})' if reused else ''}, {len(todo)} to do; "
           f"results: {sweep.results_path}", flush=True)
     if sweep.protocol == "standard":
         print(f"[{sweep.name}] WARNING: protocol standard selects and reports on the same dev set; every result is "

@@ -129,7 +129,7 @@ def test_the_sweep_keeps_study_callbacks_beside_its_selection(tmp_path):
 
 REVISITING = {  # study file -> (cpu runs, paper runs)
     "revisiting_table1": (25, 100), "revisiting_table2": (100, 1000), "revisiting_table4": (75, 150),
-    "revisiting_figure3": (40, 400), "revisiting_figure4": (50, 400), "revisiting_figure5": (72, 180),
+    "revisiting_figure3": (40, 400), "revisiting_figure4": (25, 400), "revisiting_figure5": (45, 180),
     "revisiting_iterations": (48, 120),
 }
 
@@ -143,6 +143,25 @@ def test_revisiting_study_files_expand_to_their_grids(name):
         for run in runs:
             backbone = run.config["model"]["backbone"]
             assert backbone == ("minilm" if scale == "cpu" else "roberta-base"), (scale, run.run_id)
+
+
+# study file -> its runs Table 2 already trains, per scale: they are reused, not trained again.
+REUSED_FROM_TABLE2 = {
+    "revisiting_figure3": {"cpu": 40, "paper": 400}, "revisiting_figure4": {"cpu": 25, "paper": 400},
+    "revisiting_table4": {"cpu": 35, "paper": 60}, "revisiting_figure5": {"cpu": 10, "paper": 0},
+}
+
+
+@pytest.mark.parametrize("name", sorted(REUSED_FROM_TABLE2))
+def test_revisiting_files_reuse_exactly_table2s_identical_runs(name):
+    for scale, expected in REUSED_FROM_TABLE2[name].items():
+        table2, table2_runs = _plan("revisiting_table2", scale)
+        sweep, runs = _plan(name, scale)
+        identical = {(run.run_hash, run.config_hash) for run in table2_runs}
+        shared = [run for run in runs if (run.run_hash, run.config_hash) in identical]
+        assert len(shared) == expected, scale
+        # A file reuses Table 2 exactly when it shares runs with it: the same folder the Table 2 study writes.
+        assert sweep.reuse_from == ([table2.out] if expected else []), scale
 
 
 def test_revisiting_paper_scale_takes_the_studys_per_task_settings():

@@ -109,3 +109,43 @@ def test_records_left_in_run_folders_are_recovered_once(tmp_path):
     assert R.recover_records(sweep, [first, second]) == [first.run_id]
     assert R.recover_records(sweep, [first, second]) == []
     assert [r["run_id"] for r in R.load_results(sweep.results_path)] == [first.run_id]
+
+
+def _sweep_at(tmp_path: Path, name: str, methods: dict, seeds: list[int], **settings) -> SweepConfig:
+    path = tmp_path / f"sweep_{name}.yaml"
+    path.write_text(yaml.safe_dump({"tasks": ["cb"], "methods": methods, "seeds": seeds, "wandb": False,
+                                    "out": str(tmp_path / name), **settings}))
+    return SweepConfig.from_file(path)
+
+
+def test_identical_runs_of_another_sweep_are_adopted_under_this_sweeps_identity(tmp_path):
+    source = _sweep_at(tmp_path, "table", {"bitfit": {}, "full": {}}, [1, 2])
+    source_runs = plan_runs(source)
+    for run in source_runs[:3]:  # seed 1 (bitfit, full) and seed 2 bitfit finished there
+        R.append_result(source.results_path, R.ok_record(source, run, train_examples=32,
+                                                         report={"headline": 0.1 * run.seed}, wall_s=7.0))
+    # Same bitfit config under another name, one seed more, and a method the source never ran.
+    sweep = _sweep_at(tmp_path, "figure", {"bias_only": {"strategy": "bitfit"}, "lora": {}}, [1, 2, 3],
+                      reuse_from=[str(tmp_path / "table")])
+    runs = plan_runs(sweep)
+    adopted = R.adopt_reused_records(sweep, runs)
+    assert [run.seed for run in runs if run.run_id in adopted] == [1, 2]
+    records = {r["run_id"]: r for r in R.load_results(sweep.results_path)}
+    assert set(records) == set(adopted)
+    first = next(run for run in runs if run.run_id == adopted[0])
+    record = records[first.run_id]
+    assert (record["sweep"], record["method"], record["seed"], record["score"]) == ("figure", "bias_only", 1, 0.1)
+    assert record["reused_from"]["run_id"] == source_runs[0].run_id
+    assert record["reused_from"]["results"] == str(source.results_path.resolve())
+    assert R.adopt_reused_records(sweep, runs) == []  # adopted once; a rerun finds them finished
+
+
+def test_a_missing_reuse_folder_is_refused_with_the_fix(tmp_path):
+    sweep = _sweep_at(tmp_path, "figure", ["bitfit"], [1], reuse_from=[str(tmp_path / "nowhere")])
+    with pytest.raises(SweepError, match="run that sweep first.*or remove"):
+        R.adopt_reused_records(sweep, plan_runs(sweep))
+
+
+def test_reuse_from_its_own_folder_is_refused(tmp_path):
+    with pytest.raises(SweepError, match="own out folder"):
+        _sweep_at(tmp_path, "same", ["bitfit"], [1], reuse_from=[str(tmp_path / "same")])
