@@ -46,7 +46,11 @@ class StudyRuns:
         protocols = sorted({str(r.get("protocol")) for r in self.records})
         monitors = sorted({str(r.get("monitor")) for r in self.records})
         seeds = sorted({int(r["seed"]) for r in self.records})
-        return (f"Scale `{self.scale}`, backbone {', '.join(self.backbones)}; {len(self.records)} runs, seeds "
+        reused = [r for r in self.records if r.get("reused_from")]
+        # A reused run trained once, for another sweep: say so, so that its time is not read as this study's.
+        sources = sorted({"/".join(Path(r["reused_from"]["results"]).parts[-3:-1]) for r in reused})
+        shared = f" ({len(reused)} reused from the identical runs of {', '.join(sources)})" if reused else ""
+        return (f"Scale `{self.scale}`, backbone {', '.join(self.backbones)}; {len(self.records)} runs{shared}, seeds "
                 f"{', '.join(map(str, seeds))}; protocol {', '.join(protocols)} (selected on "
                 f"{', '.join(monitors)} over the selection half, reported on the other half); summed run time "
                 f"{self.wall_s / 60:.1f} min. Scores: the reported split's headline metric x 100.")

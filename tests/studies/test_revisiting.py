@@ -214,3 +214,13 @@ def test_figure4_order_and_min_max(tmp_path):
         assert row["mean"] == f"{_mean(values):.1f}"
         assert row["std"] == f"{statistics.stdev(values):.1f}"
     assert "![seed distributions](figure4.png)" in (tmp_path / "report.md").read_text(encoding="utf-8")
+
+
+def test_a_report_of_reused_runs_names_where_they_were_trained(tmp_path):
+    records = _records(FIGURE4, "revisiting_figure4", seeds=SEEDS[:4], train_examples=250)
+    source = "/work/runs/studies/revisiting_table2/cpu/results.jsonl"
+    for record in records[:3]:
+        record["reused_from"] = {"results": source, "run_id": record["run_id"]}
+    write_figure4(records, tmp_path)
+    text = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert f"{len(records)} runs (3 reused from the identical runs of revisiting_table2/cpu)" in text
