@@ -1,0 +1,236 @@
+"""Interleaved A/B per-step timing: the compared loops take turns in short blocks on the same batches.
+
+Timing each loop in its own run, minutes apart, lets the load of a shared machine drift between them by more than
+the differences the ratios judge. Here all loops are alive at once and alternate:
+
+    warm-up: ours, plain, trainer (``warmup`` steps each, not timed)
+    block 0: ours, plain, trainer (``block_steps`` steps each, on batches 0..k-1 of the timed part)
+    block 1: ours, plain, trainer (the next k batches)
+    ...
+
+**How the loops alternate.** Each side runs its *own, unmodified* training loop (Lightning's ``Trainer.fit``,
+Hugging Face's ``Trainer.train``, the hand-written loop) in a thread of its own, over one fixed order of
+``warmup + blocks * block_steps`` batches, with a learning-rate schedule over that many steps. A baton passed
+between the threads lets exactly one of them run at any time: after its block's last step (in Lightning's
+``on_train_batch_end``, Trainer's ``on_step_end``, or after the plain loop's ``zero_grad``) a side hands the baton
+back and waits; the next side resumes where it stopped. Nothing runs concurrently, so no side slows another, and
+no loop is restarted between blocks (no per-block ``fit`` setup). This was preferred to driving
+``PETModule.training_step`` from a loop of our own, which would time our module but not Lightning's loop, the
+overhead the comparison is about.
+
+**What each time includes.** A block's time runs from the moment its side resumes to the end of its last
+optimizer step (device synchronised on CUDA), divided by ``block_steps``. Each side resumes inside the hook of its
+previous block's last step, so a block holds, per step, everything its loop does between two optimizer steps: the
+rest of the previous step's bookkeeping (Lightning's ``self.log`` and progress tracking, Trainer's logging and
+save checks), fetching and collating the batch, moving it to the device, forward, loss, backward, optimizer and
+scheduler step, ``zero_grad``, and the loop's hooks. It also includes one thread wake-up per block (microseconds).
+Loop setup (Lightning's ``fit`` start, Trainer's optimizer creation and ``accelerate`` preparation) falls in the
+untimed warm-up. Dropout draws from the process's global generator, so the sides' masks differ from a run alone;
+the work per step does not.
+
+**Ratios.** Pair ``i`` is ours' block ``i`` and the other side's block ``i``: the same batches, seconds apart.
+Its ratio is the other side's time per step over ours (speed of ours relative to it; > 1: ours is faster);
+:func:`benchmarks.intervals.ratio_interval` gives the mean over pairs with its 95% interval.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+from benchmarks.common import Settings, Workload
+from benchmarks.intervals import RatioInterval, pair_ratios, ratio_interval
+from benchmarks.runners import Side, build_side
+
+MAIN = "main"
+
+
+class Aborted(Exception):
+    """Raised inside a side's thread when the interleaving stops early (another side failed)."""
+
+
+def schedule(sides: list[str], blocks: int) -> list[tuple[int, str]]:
+    """The order of the timed blocks: ``(block, side)`` for block 0, 1, ... and each side in turn (A, B, A, B)."""
+    return [(block, side) for block in range(blocks) for side in sides]
+
+
+class Baton:
+    """Exactly one holder at a time: the main thread or one side. Handing it over wakes the new holder; after
+    :meth:`abort` every side that waits, or waits later, raises :class:`Aborted` (the main thread never waits)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._holder = MAIN
+        self._aborted = False
+
+    def hand_to(self, name: str) -> None:
+        with self._cond:
+            self._holder = name
+            self._cond.notify_all()
+
+    def wait_for(self, name: str) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._holder == name or (self._aborted and name != MAIN))
+            if self._aborted and name != MAIN:
+                raise Aborted(name)
+
+    def abort(self) -> None:
+        with self._cond:
+            self._aborted = True
+            self._cond.notify_all()
+
+
+@dataclass
+class Turns:
+    """One side's clock: steps left in its current turn, and the start and end time of every turn."""
+
+    name: str
+    baton: Baton
+    left: float = 0
+    starts: list[float] = field(default_factory=list)
+    ends: list[float] = field(default_factory=list)
+    steps: list[int] = field(default_factory=list)
+    threads: set[int] = field(default_factory=set)
+
+    def begin(self, steps: float) -> None:
+        self.left = steps
+        self.steps.append(int(steps) if math.isfinite(steps) else 0)
+
+    def step_done(self) -> None:
+        """Called by the side after every optimizer step: at the end of a turn, pause until the next one."""
+        self.left -= 1
+        if self.left > 0:
+            return
+        self.ends.append(time.perf_counter())
+        self.threads.add(_torch_threads())
+        self.baton.hand_to(MAIN)
+        self.baton.wait_for(self.name)
+        self.starts.append(time.perf_counter())
+
+    def per_step(self) -> list[float]:
+        """Seconds per step of every completed turn."""
+        return [(end - start) / steps for start, end, steps in zip(self.starts, self.ends, self.steps)]
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+class Interleaver:
+    """Runs sides in alternating turns, one at a time (see the module docstring)."""
+
+    def __init__(self, sides: dict[str, Side]):
+        self.sides = sides
+        self.baton = Baton()
+        self.turns = {name: Turns(name, self.baton) for name in sides}
+        self.errors: dict[str, BaseException] = {}
+        self.threads = {name: threading.Thread(target=self._thread, args=(name,), daemon=True) for name in sides}
+        self.finished: set[str] = set()
+
+    def _thread(self, name: str) -> None:
+        import torch
+
+        torch.set_num_threads(self.sides[name].settings.threads)
+        try:
+            self.baton.wait_for(name)
+            self.turns[name].starts.append(time.perf_counter())
+            self.sides[name].run(self.turns[name].step_done)
+        except Aborted:
+            pass
+        except BaseException as err:  # reported by the main thread
+            self.errors[name] = err
+        finally:
+            self.finished.add(name)
+            self.baton.hand_to(MAIN)
+
+    def turn(self, name: str, steps: float) -> None:
+        """Let ``name`` run ``steps`` steps (``inf``: to the end of its loop), and wait until it hands back."""
+        self.turns[name].begin(steps)
+        if not self.threads[name].is_alive() and name not in self.finished:
+            self.threads[name].start()
+        self.baton.hand_to(name)
+        self.baton.wait_for(MAIN)
+        if self.errors:
+            self.abort()
+            failed, err = next(iter(self.errors.items()))
+            raise RuntimeError(f"interleaved timing: side {failed!r} failed: {err}") from err
+        if name in self.finished and math.isfinite(steps):
+            self.abort()
+            raise RuntimeError(f"interleaved timing: side {name!r} ran out of batches before its turn ended")
+
+    def run(self, warmup: int, blocks: int, block_steps: int) -> dict[str, list[float]]:
+        """Warm-up turns, then the timed blocks in :func:`schedule` order, then each loop runs to its end;
+        returns each side's seconds per step, one figure per timed block."""
+        names = list(self.sides)
+        for name in names:
+            self.turn(name, warmup)
+        for _, name in schedule(names, blocks):
+            self.turn(name, block_steps)
+        for name in names:
+            self.turn(name, math.inf)
+            self.threads[name].join()
+        # Turn 0 is the warm-up; the finishing turn has no end.
+        return {name: turns.per_step()[1 : blocks + 1] for name, turns in self.turns.items()}
+
+    def abort(self) -> None:
+        self.baton.abort()
+        for thread in self.threads.values():
+            if thread.is_alive():
+                thread.join(timeout=60)
+
+
+@dataclass
+class ABResult:
+    """One method in one precision: seconds per step of every block, and each comparison's ratio interval."""
+
+    method: str
+    precision: str
+    step_s: dict[str, list[float]]
+    ratios: dict[str, RatioInterval]
+    trainable: dict[str, int | None]
+    optimizer_bytes: dict[str, int | None]
+    build_s: dict[str, float]
+    threads: dict[str, list[int]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method, "precision": self.precision, "step_s": self.step_s,
+            "ratios": {k: v.as_dict() for k, v in self.ratios.items()}, "trainable": self.trainable,
+            "optimizer_bytes": self.optimizer_bytes, "build_s": self.build_s, "threads": self.threads,
+        }
+
+
+def run_ab(
+    settings: Settings, work: Workload, method: str, precision: str, others: tuple[str, ...] = ("plain", "trainer")
+) -> ABResult:
+    """Time ``ours`` against each of ``others`` in interleaved blocks, for one method in one precision."""
+    total = settings.ab_warmup + settings.ab_blocks * settings.ab_block_steps
+    names = ["ours", *others]
+    sides: dict[str, Side] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            for name in names:
+                sides[name] = build_side(name, settings, work, method, precision, total)
+            interleaver = Interleaver(sides)
+            step_s = interleaver.run(settings.ab_warmup, settings.ab_blocks, settings.ab_block_steps)
+            threads = {name: sorted(turns.threads) for name, turns in interleaver.turns.items()}
+        finally:
+            result_meta = (
+                {n: s.trainable for n, s in sides.items()},
+                {n: s.optimizer_bytes for n, s in sides.items()},
+                {n: s.build_s for n, s in sides.items()},
+            )
+            for side in sides.values():
+                side.close()
+            sides.clear()
+            gc.collect()
+    ratios = {other: ratio_interval(pair_ratios(step_s["ours"], step_s[other])) for other in others}
+    return ABResult(method, precision, step_s, ratios, *result_meta, threads=threads)

@@ -1,0 +1,68 @@
+"""The interleaver runs one side at a time, in A, B, A, B order, and reports a failing side instead of hanging."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import torch
+
+from benchmarks.interleave import Interleaver, schedule
+
+
+class FakeSide:
+    """A loop of ``total`` steps that logs (side, step) and checks nothing else runs meanwhile."""
+
+    def __init__(self, name: str, total: int, log: list, running: list, fail_at: int | None = None):
+        self.name, self.total, self.log, self.running, self.fail_at = name, total, log, running, fail_at
+        self.settings = type("S", (), {"threads": torch.get_num_threads()})()  # leave the process's count as is
+
+    def run(self, step_done) -> None:
+        for step in range(self.total):
+            self.running.append(self.name)
+            assert len(self.running) == 1, f"{self.running} run at once"
+            if step == self.fail_at:
+                raise ValueError(f"{self.name} broke")
+            time.sleep(0.001 * (2 if self.name == "b" else 1))
+            self.log.append((self.name, step))
+            self.running.pop()
+            step_done()
+
+
+def test_schedule_alternates_sides_block_by_block():
+    assert schedule(["a", "b"], 3) == [(0, "a"), (0, "b"), (1, "a"), (1, "b"), (2, "a"), (2, "b")]
+    assert [side for _, side in schedule(["ours", "plain", "trainer"], 2)] == ["ours", "plain", "trainer"] * 2
+
+
+def test_sides_take_turns_on_the_same_steps_one_at_a_time():
+    log: list = []
+    running: list = []
+    warmup, blocks, k = 1, 3, 2
+    total = warmup + blocks * k
+    sides = {name: FakeSide(name, total, log, running) for name in ("a", "b")}
+    per_step = Interleaver(sides).run(warmup, blocks, k)  # type: ignore[arg-type]
+    # Warm-up a, b; then blocks of k steps: a, b, a, b, a, b, each block on the same step numbers.
+    expected = [("a", 0), ("b", 0)]
+    for block in range(blocks):
+        steps = range(warmup + block * k, warmup + (block + 1) * k)
+        expected += [("a", s) for s in steps] + [("b", s) for s in steps]
+    assert log == expected
+    assert [len(per_step[name]) for name in ("a", "b")] == [blocks, blocks]
+    # b sleeps twice as long per step: every one of its blocks is slower than a's.
+    assert all(b > a for a, b in zip(per_step["a"], per_step["b"]))
+    assert threading.active_count() < 5  # the side threads ended
+
+
+def test_a_failing_side_stops_the_run_with_its_error():
+    log: list = []
+    running: list = []
+    sides = {"a": FakeSide("a", 7, log, running), "b": FakeSide("b", 7, log, running, fail_at=3)}
+    with pytest.raises(RuntimeError, match="side 'b' failed: b broke"):
+        Interleaver(sides).run(1, 3, 2)  # type: ignore[arg-type]
+
+
+def test_a_side_that_runs_out_of_steps_is_reported():
+    sides = {"a": FakeSide("a", 7, [], []), "b": FakeSide("b", 4, [], [])}
+    with pytest.raises(RuntimeError, match="'b' ran out of batches"):
+        Interleaver(sides).run(1, 3, 2)  # type: ignore[arg-type]
