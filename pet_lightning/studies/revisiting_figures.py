@@ -73,7 +73,7 @@ def write_figure3(records: list[dict[str, Any]], out: Path, alpha: float = 0.05)
     axis.bar(list(gaps), list(gaps.values()), color=["C3" if g < 0 else "C2" for g in gaps.values()])
     axis.axhline(0, color="black", linewidth=0.8)
     axis.set_ylabel("(max prefix - max full) / max full, %")
-    axis.set_title("Prefix tuning vs full fine-tuning on the upper bound (max over seeds)")
+    axis.set_title("Prefix tuning vs full fine-tuning\non the upper bound (max over seeds)")
     paths["figure3_png"] = _save(plt, fig, out / "figure3.png")
     behind = [task for task, gap in gaps.items() if gap < 0]
     claim = "prefix tuning lags full fine-tuning even on the upper bound (max over seeds), on most tasks"

@@ -130,7 +130,7 @@ def test_the_sweep_keeps_study_callbacks_beside_its_selection(tmp_path):
 REVISITING = {  # study file -> (cpu runs, paper runs)
     "revisiting_table1": (25, 100), "revisiting_table2": (100, 1000), "revisiting_table4": (75, 150),
     "revisiting_figure3": (40, 400), "revisiting_figure4": (25, 400), "revisiting_figure5": (45, 180),
-    "revisiting_iterations": (48, 120),
+    "revisiting_iterations": (36, 120),
 }
 
 
