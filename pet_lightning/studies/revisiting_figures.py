@@ -179,7 +179,7 @@ def write_iterations(records: list[dict[str, Any]], out: Path, alpha: float = 0.
              color=[{"1k": "C0", "2k": "C1", "1k_long": "C2"}[r["condition"]] for r in csv_rows])
     axis.set_xticks(range(len(labels)), labels, fontsize=7)
     axis.set_ylabel("std over seeds (score x 100)")
-    axis.set_title("Spread over seeds: 1k examples, 2k examples, 1k examples for as many steps as 2k")
+    axis.set_title("Spread over seeds: 1k examples, 2k examples,\nand 1k examples for as many steps as 2k")
     paths["iterations_png"] = _save(plt, fig, out / "iterations.png")
     paths["report"] = _page(out, "Revisiting study: instability follows training iterations", runs, [
         "![iterations](iterations.png)\n", text, collapse_note(report), findings_section(findings)])
