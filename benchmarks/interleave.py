@@ -5,7 +5,7 @@ the differences the ratios judge. Here all loops are alive at once and alternate
 
     warm-up: ours, plain, trainer (``warmup`` steps each, not timed)
     block 0: ours, plain, trainer (``block_steps`` steps each, on batches 0..k-1 of the timed part)
-    block 1: ours, plain, trainer (the next k batches)
+    block 1: plain, trainer, ours (the next k batches; the order rotates every block)
     ...
 
 **How the loops alternate.** Each side runs its *own, unmodified* training loop (Lightning's ``Trainer.fit``,
@@ -55,8 +55,14 @@ class Aborted(Exception):
 
 
 def schedule(sides: list[str], blocks: int) -> list[tuple[int, str]]:
-    """The order of the timed blocks: ``(block, side)`` for block 0, 1, ... and each side in turn (A, B, A, B)."""
-    return [(block, side) for block in range(blocks) for side in sides]
+    """The order of the timed blocks: ``(block, side)`` for block 0, 1, ..., each side once per block.
+
+    The side order rotates by one each block (two sides: A B, B A, A B, ...), so that no side always follows the
+    same other one (caches, allocator state) and a drift of the machine's speed within a pair of blocks cancels over
+    two blocks instead of always favouring the side that goes first.
+    """
+    return [(block, side) for block in range(blocks)
+            for side in sides[block % len(sides):] + sides[: block % len(sides)]]
 
 
 class Baton:

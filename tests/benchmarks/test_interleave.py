@@ -31,8 +31,9 @@ class FakeSide:
 
 
 def test_schedule_alternates_sides_block_by_block():
-    assert schedule(["a", "b"], 3) == [(0, "a"), (0, "b"), (1, "a"), (1, "b"), (2, "a"), (2, "b")]
-    assert [side for _, side in schedule(["ours", "plain", "trainer"], 2)] == ["ours", "plain", "trainer"] * 2
+    assert schedule(["a", "b"], 3) == [(0, "a"), (0, "b"), (1, "b"), (1, "a"), (2, "a"), (2, "b")]
+    assert [side for _, side in schedule(["ours", "plain", "trainer"], 3)] == [
+        "ours", "plain", "trainer", "plain", "trainer", "ours", "trainer", "ours", "plain"]
 
 
 def test_sides_take_turns_on_the_same_steps_one_at_a_time():
@@ -42,11 +43,12 @@ def test_sides_take_turns_on_the_same_steps_one_at_a_time():
     total = warmup + blocks * k
     sides = {name: FakeSide(name, total, log, running) for name in ("a", "b")}
     per_step = Interleaver(sides).run(warmup, blocks, k)  # type: ignore[arg-type]
-    # Warm-up a, b; then blocks of k steps: a, b, a, b, a, b, each block on the same step numbers.
+    # Warm-up a, b; then blocks of k steps: a b, b a, a b (the order rotates), each block on the same step numbers.
     expected = [("a", 0), ("b", 0)]
     for block in range(blocks):
         steps = range(warmup + block * k, warmup + (block + 1) * k)
-        expected += [("a", s) for s in steps] + [("b", s) for s in steps]
+        order = ("a", "b") if block % 2 == 0 else ("b", "a")
+        expected += [(order[0], s) for s in steps] + [(order[1], s) for s in steps]
     assert log == expected
     assert [len(per_step[name]) for name in ("a", "b")] == [blocks, blocks]
     # b sleeps twice as long per step: every one of its blocks is slower than a's.
