@@ -65,7 +65,8 @@ def ab_tables(settings: Settings, results: list[ABResult], unregistered: list[st
     targets: list[Target] = []
     others = [name for name in SIDES if name != "ours" and any(name in r.ratios for r in results)]
     print(f"\n== Per step, interleaved A/B: {settings.ab_warmup} warm-up steps, then {settings.ab_blocks} blocks of "
-          f"{settings.ab_block_steps} steps per side in turn ({', '.join(['ours', *others])}), the same batches; "
+          f"{settings.ab_block_steps} steps per side, in the order {', '.join(['ours', *others])} rotated by one "
+          "each block, the same batches; "
           "ratio = speed of ours over the other side (> 1: ours faster), mean over block pairs [95% interval]")
     rows = []
     for r in results:
