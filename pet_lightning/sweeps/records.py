@@ -122,23 +122,24 @@ def adopt_reused_records(sweep: SweepConfig, runs: list[RunSpec]) -> list[str]:
     """
     if not sweep.reuse_from:
         return []
-    sources: dict[tuple[str, str], dict[str, Any]] = {}
+    # (run_hash, config_hash) -> the first ok record of that run in the folders, and the results file it is in.
+    sources: dict[tuple[str, str], tuple[dict[str, Any], Path]] = {}
     for folder in sweep.reuse_from:
         path = Path(folder) / RESULTS_FILE
         if not path.is_file():
             raise SweepError(f"reuse_from: {path} does not exist: run that sweep first (its runs are reused here), "
                              f"or remove {folder} from reuse_from")
         for record in load_results(path):
-            sources.setdefault((record.get("run_hash", ""), record.get("config_hash", "")), record | {"_path": path})
+            sources.setdefault((record.get("run_hash", ""), record.get("config_hash", "")), (record, path.resolve()))
     done = finished_ids(sweep.results_path)
     adopted = []
     for run in runs:
-        source = sources.get((run.run_hash, run.config_hash))
-        if run.run_id in done or source is None:
+        if run.run_id in done or (run.run_hash, run.config_hash) not in sources:
             continue
+        source, path = sources[(run.run_hash, run.config_hash)]
         identity = {k: v for k, v in _identity(sweep, run).items() if k not in ("host", "finished_at")}
-        record = {k: v for k, v in source.items() if k != "_path"} | identity
-        record["reused_from"] = {"results": str(source["_path"].resolve()), "run_id": source["run_id"]}
+        record = source | identity
+        record["reused_from"] = {"results": str(path), "run_id": source["run_id"]}
         append_result(sweep.results_path, record)
         adopted.append(run.run_id)
     return adopted
