@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import os
 import sys
@@ -12,12 +13,17 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from pet_lightning import PETModule
 from pet_lightning.backbones import DEFAULT_BACKBONE
 from pet_lightning.data import GlueDataModule
 from pet_lightning.data.encoding import EncodedDataset
 
 MODEL_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 PRECISIONS = ("32-true", "bf16-mixed")
+# Ours trains with PETModule's defaults; the Trainer side is given the same, read from there so they cannot drift.
+_MODULE_DEFAULTS = inspect.signature(PETModule.__init__).parameters
+WEIGHT_DECAY: float = _MODULE_DEFAULTS["weight_decay"].default
+WARMUP_RATIO: float = _MODULE_DEFAULTS["warmup_ratio"].default
 
 
 @dataclass

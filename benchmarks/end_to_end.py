@@ -41,8 +41,8 @@ from typing import Any
 import lightning as L
 import yaml
 
-from benchmarks.common import HFCollator, Settings, progress
-from benchmarks.intervals import RatioInterval, ratio_interval
+from benchmarks.common import WARMUP_RATIO, WEIGHT_DECAY, HFCollator, Settings, progress
+from benchmarks.intervals import RatioInterval, pair_ratios, ratio_interval
 from benchmarks.runners import hf_model
 from benchmarks.timing import file_bytes
 
@@ -154,18 +154,13 @@ def ours_config(settings: Settings, task: str, method: str, seed: int, workdir: 
 
 def run_ours(settings: Settings, task: str, method: str, repeat: int, workdir: Path) -> RunTimes:
     from pet_lightning.callbacks import SelectionCheckpoint
-    from pet_lightning.data import TaskDataModule
-    from pet_lightning.lightning_cli import PETLightningCLI
-    from pet_lightning.module import PETModule
+    from pet_lightning.lightning_cli import cli_from_config
 
     times, clock = RunTimes("ours", task, method, repeat), _Clock()
     began = time.perf_counter()
     config_path = workdir / "config.yaml"
     config_path.write_text(yaml.safe_dump(ours_config(settings, task, method, repeat, workdir), sort_keys=False))
-    cli = PETLightningCLI(
-        PETModule, TaskDataModule, subclass_mode_data=True, run=False, save_config_callback=None,
-        parser_kwargs={"parser_mode": "omegaconf"}, args=["--config", str(config_path)],
-    )
+    cli = cli_from_config(config_path)
     trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
     trainer.callbacks.append(_LightningClock(clock))
     datamodule.setup("fit")
@@ -249,7 +244,7 @@ def run_trainer(settings: Settings, task: str, method: str, repeat: int, workdir
     args = TrainingArguments(
         output_dir=str(workdir), per_device_train_batch_size=settings.batch_size,
         per_device_eval_batch_size=datamodule.eval_batch_size, num_train_epochs=settings.e2e_epochs,
-        learning_rate=_learning_rate(settings, method), weight_decay=0.01, warmup_steps=0.06,
+        learning_rate=_learning_rate(settings, method), weight_decay=WEIGHT_DECAY, warmup_steps=WARMUP_RATIO,
         eval_strategy="epoch", save_strategy="epoch", load_best_model_at_end=True, metric_for_best_model="headline",
         greater_is_better=True, save_total_limit=1, logging_strategy="steps", logging_steps=10, report_to="none",
         disable_tqdm=True, use_cpu=settings.accelerator == "cpu", bf16=precision.startswith("bf16"),
@@ -321,6 +316,6 @@ def run_end_to_end(settings: Settings) -> list[E2EResult]:
                     progress(f"e2e {task} {method} {side} repeat {repeat}: {result.wall_s:.1f} s")
     results = []
     for (task, method), by_side in runs.items():
-        ratios = [theirs.wall_s / mine.wall_s for mine, theirs in zip(by_side["ours"], by_side["trainer"])]
+        ratios = pair_ratios([run.wall_s for run in by_side["ours"]], [run.wall_s for run in by_side["trainer"]])
         results.append(E2EResult(task, method, by_side, ratio_interval(ratios)))
     return results

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from benchmarks.common import MODEL_KEYS, HFCollator, Settings, Workload, autocast
+from benchmarks.common import MODEL_KEYS, WARMUP_RATIO, WEIGHT_DECAY, HFCollator, Settings, Workload, autocast
 from benchmarks.timing import sync
 from pet_lightning import PETModule
 from pet_lightning.backbones import load_backbone
@@ -185,7 +185,7 @@ class TrainerSide(Side):
         self.trainable = trainable_count(self.model)
         args = TrainingArguments(
             output_dir=self._tmp.name, per_device_train_batch_size=s.batch_size, max_steps=self.total_steps,
-            learning_rate=s.learning_rate, weight_decay=0.01, warmup_steps=0.06, logging_strategy="no",
+            learning_rate=s.learning_rate, weight_decay=WEIGHT_DECAY, warmup_steps=WARMUP_RATIO, logging_strategy="no",
             save_strategy="no", report_to="none", disable_tqdm=True, use_cpu=accelerator == "cpu",
             bf16=self.precision.startswith("bf16"), fp16=self.precision.startswith("16"),
             dataloader_num_workers=0, remove_unused_columns=False, seed=0,

@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI
 
@@ -103,6 +104,15 @@ def run_lightning(args: list[str] | None = None) -> PETLightningCLI:
         return _lightning_cli()
 
 
+def cli_from_config(config_path: str | Path) -> PETLightningCLI:
+    """The model, datamodule and trainer ``python cli.py fit --config <config_path>`` would build, not yet run and
+    without a saved config copy: for callers that drive ``fit`` / ``test`` themselves (a sweep trial, a benchmark)."""
+    return PETLightningCLI(
+        PETModule, TaskDataModule, subclass_mode_data=True, run=False, save_config_callback=None,
+        parser_kwargs={"parser_mode": "omegaconf"}, args=["--config", str(config_path)],
+    )
+
+
 def _lightning_cli() -> PETLightningCLI:
     return PETLightningCLI(
         PETModule,
@@ -113,4 +123,6 @@ def _lightning_cli() -> PETLightningCLI:
     )
 
 
-__all__ = ["PETLightningCLI", "SHOW_TIPS_ENV", "as_command_line", "hide_lightning_tips", "run_lightning"]
+__all__ = [
+    "PETLightningCLI", "SHOW_TIPS_ENV", "as_command_line", "cli_from_config", "hide_lightning_tips", "run_lightning",
+]

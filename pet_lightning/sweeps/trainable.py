@@ -158,9 +158,7 @@ def execute(
     """
     import torch
 
-    from pet_lightning.data import TaskDataModule
-    from pet_lightning.lightning_cli import PETLightningCLI
-    from pet_lightning.module import PETModule
+    from pet_lightning.lightning_cli import cli_from_config
 
     run_dir = sweep.run_dir(run.run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -172,10 +170,7 @@ def execute(
     start = time.perf_counter()
     # The sweep's own argv is not meant for LightningCLI (it gets the run's config file): silence its warning.
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
-    cli = PETLightningCLI(
-        PETModule, TaskDataModule, subclass_mode_data=True, run=False, save_config_callback=None,
-        parser_kwargs={"parser_mode": "omegaconf"}, args=["--config", str(config_path)],
-    )
+    cli = cli_from_config(config_path)
     trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
     module_name, class_name = SELECTION_CHECKPOINT.rsplit(".", 1)
     selection_type = getattr(importlib.import_module(module_name), class_name)
