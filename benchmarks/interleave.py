@@ -40,6 +40,7 @@ import math
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +49,7 @@ from benchmarks.intervals import RatioInterval, pair_ratios, ratio_interval
 from benchmarks.runners import Side, build_side
 
 MAIN = "main"
+Enough = Callable[[dict[str, list[float]]], bool]
 
 
 class Aborted(Exception):
@@ -98,18 +100,24 @@ class Turns:
     name: str
     baton: Baton
     left: float = 0
+    untimed_left: int = 0
     starts: list[float] = field(default_factory=list)
     ends: list[float] = field(default_factory=list)
     steps: list[int] = field(default_factory=list)
     threads: set[int] = field(default_factory=set)
 
-    def begin(self, steps: float) -> None:
-        self.left = steps
+    def begin(self, steps: float, untimed: int = 0) -> None:
+        """A turn of ``untimed`` steps whose time is not kept, then ``steps`` timed ones."""
+        self.left, self.untimed_left = steps + untimed, untimed
         self.steps.append(int(steps) if math.isfinite(steps) else 0)
 
     def step_done(self) -> None:
         """Called by the side after every optimizer step: at the end of a turn, pause until the next one."""
         self.left -= 1
+        if self.untimed_left > 0:
+            self.untimed_left -= 1
+            if self.untimed_left == 0:
+                self.starts[-1] = time.perf_counter()  # the timed part of the turn begins now
         if self.left > 0:
             return
         self.ends.append(time.perf_counter())
@@ -156,9 +164,10 @@ class Interleaver:
             self.finished.add(name)
             self.baton.hand_to(MAIN)
 
-    def turn(self, name: str, steps: float) -> None:
-        """Let ``name`` run ``steps`` steps (``inf``: to the end of its loop), and wait until it hands back."""
-        self.turns[name].begin(steps)
+    def turn(self, name: str, steps: float, untimed: int = 0) -> None:
+        """Let ``name`` run ``untimed`` + ``steps`` steps (``inf``: to the end of its loop), and wait until it hands
+        back."""
+        self.turns[name].begin(steps, untimed)
         if not self.threads[name].is_alive() and name not in self.finished:
             self.threads[name].start()
         self.baton.hand_to(name)
@@ -171,17 +180,35 @@ class Interleaver:
             self.abort()
             raise RuntimeError(f"interleaved timing: side {name!r} ran out of batches before its turn ended")
 
-    def run(self, warmup: int, blocks: int, block_steps: int) -> dict[str, list[float]]:
-        """Warm-up turns, then the timed blocks in :func:`schedule` order, then each loop runs to its end;
-        returns each side's seconds per step, one figure per timed block."""
+    def run(self, warmup: int, blocks: int, block_steps: int, enough: Enough | None = None,
+            min_blocks: int = 0, resume_steps: int = 0) -> dict[str, list[float]]:
+        """Warm-up turns, then the timed blocks in :func:`schedule` order; returns each side's seconds per step,
+        one figure per timed block. Each block starts with ``resume_steps`` untimed steps.
+
+        Without ``enough`` all ``blocks`` run, then each loop runs to its end. With it, after every whole rotation
+        of the side order from ``min_blocks`` blocks on, ``enough(times so far)`` may end the timing early (a
+        precision rule: stop once every interval is narrow enough); the loops are then stopped where they wait,
+        their remaining batches never run.
+        """
         names = list(self.sides)
         for name in names:
             self.turn(name, warmup)
-        for _, name in schedule(names, blocks):
-            self.turn(name, block_steps)
+        done = 0
+        for block, name in schedule(names, blocks):
+            self.turn(name, block_steps, resume_steps)
+            if name != names[(block - 1) % len(names)]:
+                continue  # the block's last side (the order rotates by one each block) has not run yet
+            done = block + 1
+            rotation_done = done >= min_blocks and done % len(names) == 0 and done < blocks
+            if enough is not None and rotation_done and enough(self._times(done)):
+                self.abort()
+                return self._times(done)
         for name in names:
             self.turn(name, math.inf)
             self.threads[name].join()
+        return self._times(done)
+
+    def _times(self, blocks: int) -> dict[str, list[float]]:
         # Turn 0 is the warm-up; the finishing turn has no end.
         return {name: turns.per_step()[1 : blocks + 1] for name, turns in self.turns.items()}
 
@@ -217,7 +244,11 @@ def run_ab(
     settings: Settings, work: Workload, method: str, precision: str, others: tuple[str, ...] = ("plain", "trainer")
 ) -> ABResult:
     """Time ``ours`` against each of ``others`` in interleaved blocks, for one method in one precision."""
-    total = settings.ab_warmup + settings.ab_blocks * settings.ab_block_steps
+    total = settings.ab_warmup + settings.ab_blocks * (settings.ab_resume_steps + settings.ab_block_steps)
+
+    def enough(step_s: dict[str, list[float]]) -> bool:
+        return all(ratio_interval(pair_ratios(step_s["ours"], step_s[o])).half_width <= settings.ab_half_width
+                   for o in others)
     names = ["ours", *others]
     sides: dict[str, Side] = {}
     with warnings.catch_warnings():
@@ -226,7 +257,9 @@ def run_ab(
             for name in names:
                 sides[name] = build_side(name, settings, work, method, precision, total)
             interleaver = Interleaver(sides)
-            step_s = interleaver.run(settings.ab_warmup, settings.ab_blocks, settings.ab_block_steps)
+            step_s = interleaver.run(settings.ab_warmup, settings.ab_blocks, settings.ab_block_steps,
+                                     enough if settings.ab_half_width > 0 else None, settings.ab_min_blocks,
+                                     settings.ab_resume_steps)
             threads = {name: sorted(turns.threads) for name, turns in interleaver.turns.items()}
         finally:
             result_meta = (

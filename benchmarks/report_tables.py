@@ -64,14 +64,18 @@ def strategies_table(settings: Settings, wanted: list[tuple[str, str, dict[str, 
 def ab_tables(settings: Settings, results: list[ABResult], unregistered: list[str]) -> list[Target]:
     targets: list[Target] = []
     others = [name for name in SIDES if name != "ours" and any(name in r.ratios for r in results)]
-    print(f"\n== Per step, interleaved A/B: {settings.ab_warmup} warm-up steps, then {settings.ab_blocks} blocks of "
-          f"{settings.ab_block_steps} steps per side, in the order {', '.join(['ours', *others])} rotated by one "
+    blocks = (f"{settings.ab_min_blocks} to {settings.ab_blocks} blocks (stopped at the first whole rotation "
+              f"where every interval is within +-{settings.ab_half_width:.0%})" if settings.ab_half_width > 0
+              else f"{settings.ab_blocks} blocks")
+    print(f"\n== Per step, interleaved A/B: {settings.ab_warmup} warm-up steps, then {blocks} of "
+          f"{settings.ab_resume_steps} untimed + {settings.ab_block_steps} timed steps per side, in the order "
+          f"{', '.join(['ours', *others])} rotated by one "
           "each block, the same batches; "
           "ratio = speed of ours over the other side (> 1: ours faster), mean over block pairs [95% interval]")
     rows = []
     for r in results:
         ms = {side: 1000 * sum(times) / len(times) for side, times in r.step_s.items()}
-        row = [r.method, r.precision, f"{ms['ours']:.0f}"]
+        row = [r.method, r.precision, str(len(r.step_s["ours"])), f"{ms['ours']:.0f}"]
         for other in others:
             if other not in r.ratios:
                 row += ["", "", ""]
@@ -87,8 +91,8 @@ def ab_tables(settings: Settings, results: list[ABResult], unregistered: list[st
             f"{k} {v:,}" for k, v in r.trainable.items() if v is not None) + ")"))
         rows.append(row)
     for method in unregistered:
-        rows.append([method, "n/a (not registered)"] + [""] * (2 + 3 * len(others)))
-    headers = ["method", "precision", "ours ms/step"]
+        rows.append([method, "n/a (not registered)"] + [""] * (3 + 3 * len(others)))
+    headers = ["method", "precision", "blocks", "ours ms/step"]
     for other in others:
         target = f">= {AB_TARGETS[other]}" + (f" (aim {TRAINER_AIM})" if other == "trainer" else "")
         headers += [f"{other} ms/step", f"{AB_TITLES[other]} [95%]", f"target {target}"]
@@ -120,15 +124,20 @@ def e2e_table(settings: Settings, results: list[E2EResult]) -> list[Target]:
                     f"{headline:.3f}"]
             threshold = E2E_TARGETS.get(r.method)
             if side == "ours":
-                row += [str(r.ratio), interval_verdict(r.ratio, threshold) if threshold else "(no target)"]
+                row += [str(r.ratio), interval_verdict(r.ratio, threshold) if threshold else "(no target)",
+                        str(r.per_epoch), f"{r.ceiling():.3f}x"]
             else:
-                row += ["", ""]
+                row += ["", "", "", ""]
             rows.append(row)
         if r.method in E2E_TARGETS:
             targets.append((f"end to end ours vs Trainer+peft >= {E2E_TARGETS[r.method]} ({r.task}, {r.method})",
                             str(r.ratio), interval_verdict(r.ratio, E2E_TARGETS[r.method])))
     print(table(["task", "method", "side", "wall s", "setup s", "train s", "eval s", "ckpt s", "final s",
-                 "ckpt MB written", "ckpts", "epochs", "report headline", "Trainer/ours [95%]", "target"], rows))
+                 "ckpt MB written", "ckpts", "epochs", "report headline", "Trainer/ours [95%]", "target",
+                 "per epoch [95%]", "ceiling"], rows))
+    print("per epoch: the same ratio on wall time per epoch trained (early stopping ends the sides at epochs of "
+          "their own); ceiling: Trainer wall / Trainer train time, the ratio ours would reach training as fast "
+          "as Trainer with zero setup, evaluation, checkpoint and final time")
     return targets
 
 

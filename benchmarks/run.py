@@ -47,7 +47,8 @@ SECTIONS = Settings().sections
 QUICK: dict[str, Any] = {
     "batch_size": 8, "max_length": 64, "warmup": 1, "steps": 2, "repeats": 2, "eval_batches": 1,
     "cache_examples": 32, "cache_epochs": 2, "scaling_sizes": (64, 128), "scaling_lengths": (32, 64),
-    "scaling_steps": 2, "ab_methods": ("full", "lora"), "ab_warmup": 1, "ab_blocks": 3, "ab_block_steps": 1,
+    "scaling_steps": 2, "ab_methods": ("full", "lora"), "ab_warmup": 1, "ab_blocks": 3, "ab_min_blocks": 3,
+    "ab_half_width": 0.0, "ab_block_steps": 1, "ab_resume_steps": 0,
     "e2e_methods": ("bitfit",), "e2e_repeats": 2, "e2e_epochs": 1, "e2e_patience": 1, "e2e_train_subset": 16,
     "e2e_max_length": 64,
 }
@@ -85,8 +86,17 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--methods", default=None, help=f"default {','.join(d.ab_methods)}")
     g.add_argument("--ab-sides", default="plain,trainer", help="sides compared with ours: plain, trainer")
     g.add_argument("--ab-warmup", type=_positive, default=None, help=f"untimed steps per side (default {d.ab_warmup})")
-    g.add_argument("--blocks", type=_positive, default=None, help=f"timed blocks per side (default {d.ab_blocks})")
-    g.add_argument("--block-steps", type=_positive, default=None, help=f"steps per block (default {d.ab_block_steps})")
+    g.add_argument("--blocks", type=_positive, default=None,
+                   help=f"most timed blocks per side (default {d.ab_blocks})")
+    g.add_argument("--min-blocks", type=_positive, default=None,
+                   help=f"fewest timed blocks before the precision rule may stop (default {d.ab_min_blocks})")
+    g.add_argument("--half-width", type=float, default=None,
+                   help=f"stop once every interval is within +- this fraction (0: always run --blocks; default "
+                        f"{d.ab_half_width})")
+    g.add_argument("--block-steps", type=_positive, default=None,
+                   help=f"timed steps per block (default {d.ab_block_steps})")
+    g.add_argument("--resume-steps", type=int, default=None,
+                   help=f"untimed steps that start each block (default {d.ab_resume_steps})")
     g = p.add_argument_group("end to end")
     g.add_argument("--e2e-tasks", default=None, help=f"cb and/or rte (default {','.join(d.e2e_tasks)})")
     g.add_argument("--e2e-methods", default=None, help=f"default {','.join(d.e2e_methods)}")
@@ -103,7 +113,9 @@ def parser() -> argparse.ArgumentParser:
 OPTIONS = {  # argparse name -> Settings field, with the converter of comma-separated lists
     "batch_size": ("batch_size", None), "max_length": ("max_length", None), "steps": ("steps", None),
     "repeats": ("repeats", None), "methods": ("ab_methods", _names), "ab_warmup": ("ab_warmup", None),
-    "blocks": ("ab_blocks", None), "block_steps": ("ab_block_steps", None), "e2e_tasks": ("e2e_tasks", _names),
+    "blocks": ("ab_blocks", None), "min_blocks": ("ab_min_blocks", None), "half_width": ("ab_half_width", None),
+    "block_steps": ("ab_block_steps", None), "resume_steps": ("ab_resume_steps", None),
+    "e2e_tasks": ("e2e_tasks", _names),
     "e2e_methods": ("e2e_methods", _names), "e2e_precision": ("e2e_precision", None),
     "e2e_repeats": ("e2e_repeats", None), "e2e_epochs": ("e2e_epochs", None),
     "e2e_patience": ("e2e_patience", None), "e2e_max_length": ("e2e_max_length", None),
@@ -137,6 +149,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     settings = settings_from(args)
     if not settings.precisions:
         p.error("--precisions: name at least one (32-true, bf16-mixed)")
+    if not 0 <= settings.ab_half_width < 1:
+        p.error(f"--half-width {settings.ab_half_width}: use a fraction in [0, 1), e.g. 0.03 for +-3% (0: no rule)")
+    if settings.ab_min_blocks > settings.ab_blocks:
+        p.error(f"--min-blocks {settings.ab_min_blocks} is above --blocks {settings.ab_blocks}: lower it or raise "
+                "--blocks")
     unknown = set(settings.sections) - set(SECTIONS)
     if unknown:
         p.error(f"--sections: unknown {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)} (the old "

@@ -2,8 +2,8 @@
 
 * :class:`OursSide`: ``PETModule`` + ``lightning.Trainer.fit`` (progress bar, logger, checkpointing and validation
   off): Lightning's own fit loop, hooks, precision plugin and optimizer closure, unchanged;
-* :class:`PlainSide`: a hand-written PyTorch loop over a second ``PETModule``'s model, the same AdamW groups and
-  linear schedule: the overhead floor;
+* :class:`PlainSide`: a hand-written PyTorch loop over a second ``PETModule``'s model, the same AdamW groups,
+  kernel and linear schedule: the overhead floor;
 * :class:`TrainerSide`: Hugging Face ``Trainer`` with ``peft`` (LoRA, prefix, IA3: the peft config our strategy
   builds), manual freezing (BitFit) or nothing (full fine-tuning).
 
@@ -25,10 +25,20 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from benchmarks.common import MODEL_KEYS, WARMUP_RATIO, WEIGHT_DECAY, HFCollator, Settings, Workload, autocast
+from benchmarks.common import (
+    MODEL_KEYS,
+    TRAINER_MAX_GRAD_NORM,
+    WARMUP_RATIO,
+    WEIGHT_DECAY,
+    HFCollator,
+    Settings,
+    Workload,
+    autocast,
+)
 from benchmarks.timing import sync
 from pet_lightning import PETModule
 from pet_lightning.backbones import load_backbone
+from pet_lightning.optim import adamw
 from pet_lightning.speed import optimizer_state_bytes
 from pet_lightning.strategies import build_strategy
 from pet_lightning.tasks import get_task
@@ -112,8 +122,11 @@ class OursSide(Side):
             enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
             max_steps=self.total_steps, callbacks=[_StepHook(step_done, s.accelerator)],
         )
-        trainer.fit(self.module, train_dataloaders=self.loader)
-        self.optimizer_bytes = optimizer_state_bytes(trainer.optimizers[0])
+        try:
+            trainer.fit(self.module, train_dataloaders=self.loader)
+        finally:  # also when the interleaving stops the loop early
+            if trainer.optimizers:
+                self.optimizer_bytes = optimizer_state_bytes(trainer.optimizers[0])
 
     def close(self) -> None:
         del self.module, self.loader
@@ -133,12 +146,18 @@ class PlainSide(Side):
         self.model = module.model.to(self.device).train()
         self.trainable = trainable_count(self.model)
         groups = module.parameter_groups(s.learning_rate, s.learning_rate)
-        self.optimizer = torch.optim.AdamW(groups, lr=s.learning_rate)
+        self.optimizer = adamw(groups, s.learning_rate)  # the same kernel as ours (fused where supported)
         warmup = int(module.hparams.warmup_ratio * self.total_steps)
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, warmup, self.total_steps)
         self.loader = self.work.train_loader(self.total_steps)
 
     def run(self, step_done: StepDone) -> None:
+        try:
+            self._loop(step_done)
+        finally:
+            self.optimizer_bytes = optimizer_state_bytes(self.optimizer)
+
+    def _loop(self, step_done: StepDone) -> None:
         accelerator = self.settings.accelerator
         for batch in self.loader:
             batch = {k: v.to(self.device) for k, v in batch.items()}
@@ -151,7 +170,6 @@ class PlainSide(Side):
             self.optimizer.zero_grad(set_to_none=True)
             sync(accelerator)
             step_done()
-        self.optimizer_bytes = optimizer_state_bytes(self.optimizer)
 
     def close(self) -> None:
         del self.model, self.optimizer, self.scheduler, self.loader
@@ -185,8 +203,9 @@ class TrainerSide(Side):
         self.trainable = trainable_count(self.model)
         args = TrainingArguments(
             output_dir=self._tmp.name, per_device_train_batch_size=s.batch_size, max_steps=self.total_steps,
-            learning_rate=s.learning_rate, weight_decay=WEIGHT_DECAY, warmup_steps=WARMUP_RATIO, logging_strategy="no",
-            save_strategy="no", report_to="none", disable_tqdm=True, use_cpu=accelerator == "cpu",
+            learning_rate=s.learning_rate, weight_decay=WEIGHT_DECAY, warmup_steps=WARMUP_RATIO,
+            max_grad_norm=TRAINER_MAX_GRAD_NORM, logging_strategy="no", save_strategy="no", report_to="none",
+            disable_tqdm=True, use_cpu=accelerator == "cpu",
             bf16=self.precision.startswith("bf16"), fp16=self.precision.startswith("16"),
             dataloader_num_workers=0, remove_unused_columns=False, seed=0,
         )
@@ -198,8 +217,11 @@ class TrainerSide(Side):
 
     def run(self, step_done: StepDone) -> None:
         self._step_done = step_done
-        self.trainer.train()
-        self.optimizer_bytes = optimizer_state_bytes(self.trainer.optimizer)
+        try:
+            self.trainer.train()
+        finally:
+            if self.trainer.optimizer is not None:
+                self.optimizer_bytes = optimizer_state_bytes(self.trainer.optimizer)
 
     def close(self) -> None:
         del self.trainer, self.model

@@ -68,3 +68,30 @@ def test_a_side_that_runs_out_of_steps_is_reported():
     sides = {"a": FakeSide("a", 7, [], []), "b": FakeSide("b", 4, [], [])}
     with pytest.raises(RuntimeError, match="'b' ran out of batches"):
         Interleaver(sides).run(1, 3, 2)  # type: ignore[arg-type]
+
+
+def test_the_precision_rule_stops_after_a_whole_rotation_and_the_rest_never_runs():
+    log: list = []
+    running: list = []
+    seen: list[int] = []
+    warmup, most, k = 1, 10, 1
+    sides = {name: FakeSide(name, warmup + most * k, log, running) for name in ("a", "b")}
+
+    def enough(times: dict[str, list[float]]) -> bool:
+        assert len(times["a"]) == len(times["b"])
+        seen.append(len(times["a"]))
+        return len(times["a"]) >= 5
+
+    per_step = Interleaver(sides).run(warmup, most, k, enough, min_blocks=4)  # type: ignore[arg-type]
+    # Asked only after whole rotations (2 sides: every 2 blocks) from block 4 on; 6 is the first count >= 5.
+    assert seen == [4, 6]
+    assert [len(per_step[name]) for name in ("a", "b")] == [6, 6]
+    assert max(step for _, step in log) == warmup + 6 * k - 1  # the stopped loops ran no further batch
+    time.sleep(0.05)
+    assert threading.active_count() < 5
+
+
+def test_without_the_rule_every_block_runs():
+    sides = {name: FakeSide(name, 1 + 4, [], []) for name in ("a", "b")}
+    per_step = Interleaver(sides).run(1, 4, 1, None, min_blocks=2)  # type: ignore[arg-type]
+    assert [len(per_step[name]) for name in ("a", "b")] == [4, 4]
