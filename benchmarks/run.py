@@ -1,6 +1,6 @@
 """Speed and memory of pet_lightning next to what users would otherwise run, in one invocation.
 
-    python -m benchmarks.run                      # full run (estimated, not yet measured: ~15 min, 2 quiet cores)
+    python -m benchmarks.run                      # full run (measured: 20 min on 2 quiet cores)
     python -m benchmarks.run --quick              # smoke run (tiny batches, every section)
     python -m benchmarks.run --accelerator cuda   # on a GPU
 
@@ -65,6 +65,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value}: use 0 or more")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     d = Settings()
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
@@ -95,7 +102,7 @@ def parser() -> argparse.ArgumentParser:
                         f"{d.ab_half_width})")
     g.add_argument("--block-steps", type=_positive, default=None,
                    help=f"timed steps per block (default {d.ab_block_steps})")
-    g.add_argument("--resume-steps", type=int, default=None,
+    g.add_argument("--resume-steps", type=_non_negative, default=None,
                    help=f"untimed steps that start each block (default {d.ab_resume_steps})")
     g = p.add_argument_group("end to end")
     g.add_argument("--e2e-tasks", default=None, help=f"cb and/or rte (default {','.join(d.e2e_tasks)})")

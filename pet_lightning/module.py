@@ -40,7 +40,7 @@ from pet_lightning.checkpoints import (
 from pet_lightning.feature_cache import FeatureCache
 from pet_lightning.heads import install_head_from, set_output_bias
 from pet_lightning.metrics import build_metrics
-from pet_lightning.optim import adamw
+from pet_lightning.optim import adamw, fused_allowed
 from pet_lightning.seeds import all_ranks_rng_state, restore_rank_rng_state, seed_training_randomness
 from pet_lightning.strategies import Strategy, StrategyReport, build_strategy
 from pet_lightning.strategies.base import unwrap
@@ -338,7 +338,8 @@ class PETModule(L.LightningModule):
         groups = self.parameter_groups(settings["learning_rate"], settings["head_learning_rate"])
         if not groups:
             raise RuntimeError(f"strategy {self.strategy.name!r} left no trainable parameter: nothing would train")
-        optimizer = adamw(groups, settings["learning_rate"], tuple(self.hparams.adam_betas), self.hparams.adam_eps)
+        optimizer = adamw(groups, settings["learning_rate"], tuple(self.hparams.adam_betas), self.hparams.adam_eps,
+                          allow_fused=fused_allowed(self._trainer))
         total = settings["total_steps"] or max(1, int(self.trainer.estimated_stepping_batches))
         scheduler = get_linear_schedule_with_warmup(optimizer, int(settings["warmup_ratio"] * total), total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

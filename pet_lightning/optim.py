@@ -31,8 +31,24 @@ def fused_supported(params: Iterable[torch.Tensor]) -> bool:
     )
 
 
+def fused_allowed(trainer: Any) -> bool:
+    """Whether ``trainer`` (a ``lightning.Trainer`` or None) runs a fused optimizer.
+
+    Lightning's mixed-precision plugin (``16-mixed``, ``bf16-mixed``) refuses gradient clipping with a fused
+    optimizer, because with a grad scaler the fused step unscales gradients itself, after clipping would have seen
+    them scaled; such a fit keeps the default kernel.
+    """
+    from lightning.pytorch.plugins.precision import MixedPrecision
+
+    if trainer is None or not getattr(trainer, "gradient_clip_val", None):
+        return True
+    return not isinstance(getattr(trainer, "precision_plugin", None), MixedPrecision)
+
+
 def adamw(groups: list[dict[str, Any]], lr: float, betas: tuple[float, float] = (0.9, 0.999),
-          eps: float = 1e-8) -> torch.optim.AdamW:
-    """AdamW over ``groups`` (``parameter_groups`` of ``PETModule``), fused when :func:`fused_supported`."""
+          eps: float = 1e-8, allow_fused: bool = True) -> torch.optim.AdamW:
+    """AdamW over ``groups`` (``parameter_groups`` of ``PETModule``), fused when ``allow_fused`` and
+    :func:`fused_supported`."""
     params = [p for g in groups for p in g["params"]]
-    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=fused_supported(params) or None)
+    fused = allow_fused and fused_supported(params)
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=fused or None)

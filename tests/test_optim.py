@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import lightning as L
+import pytest
 import torch
 
 from pet_lightning import PETModule
@@ -59,3 +60,21 @@ def test_petmodule_builds_the_fused_optimizer_with_its_groups(tmp_path):
     optimizer = module.configure_optimizers()["optimizer"]
     assert optimizer.defaults["fused"] is True
     assert [g["name"] for g in optimizer.param_groups] == [g["name"] for g in module.parameter_groups(1e-3, 1e-3)]
+
+
+@pytest.mark.parametrize("precision,clip,fused", [("bf16-mixed", 0.1, None), ("bf16-mixed", None, True),
+                                                  ("32-true", 0.1, True)])
+def test_clipping_under_mixed_precision_keeps_the_default_kernel_and_fits(tmp_path, precision, clip, fused):
+    # Lightning refuses gradient clipping with a fused optimizer under its mixed-precision plugin.
+    tiny = write_tiny_backbone(tmp_path / "tiny")
+    module = PETModule(backbone=tiny, task="rte", strategy="bitfit", learning_rate=1e-3)
+    trainer = L.Trainer(accelerator="cpu", max_steps=2, precision=precision, gradient_clip_val=clip, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        default_root_dir=tmp_path)
+    loader = torch.utils.data.DataLoader(
+        [{"input_ids": torch.tensor([101, 2000 + i, 102]), "attention_mask": torch.ones(3, dtype=torch.long),
+          "label": torch.tensor(i % 2)} for i in range(4)], batch_size=2)
+    before = {n: p.detach().clone() for n, p in module.model.named_parameters() if p.requires_grad}
+    trainer.fit(module, train_dataloaders=loader)
+    assert trainer.optimizers[0].defaults["fused"] is fused
+    assert any(not torch.equal(before[n], p) for n, p in module.model.named_parameters() if n in before)

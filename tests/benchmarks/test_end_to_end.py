@@ -23,3 +23,22 @@ def test_a_complete_run_reports_where_its_time_went(runner, tiny_backbone, tmp_p
 
 def test_repeats_alternate_which_side_runs_first():
     assert [side_order(r) for r in range(3)] == [("ours", "trainer"), ("trainer", "ours"), ("ours", "trainer")]
+
+
+def test_per_epoch_ratio_and_ceiling_are_computed_from_the_runs():
+    from benchmarks.end_to_end import E2EResult, RunTimes
+    from benchmarks.intervals import pair_ratios, ratio_interval
+
+    ours = [RunTimes("ours", "cb", "bitfit", r, wall_s=w, train_s=t, epochs=e)
+            for r, (w, t, e) in enumerate([(20.0, 18.0, 10), (12.0, 10.0, 5)])]
+    theirs = [RunTimes("trainer", "cb", "bitfit", r, wall_s=w, train_s=t, epochs=e)
+              for r, (w, t, e) in enumerate([(11.0, 10.0, 5), (24.0, 20.0, 10)])]
+    per_epoch = pair_ratios([o.wall_s / o.epochs for o in ours], [t.wall_s / t.epochs for t in theirs])
+    assert per_epoch == pytest.approx([(11 / 5) / (20 / 10), (24 / 10) / (12 / 5)])
+    result = E2EResult("cb", "bitfit", {"ours": ours, "trainer": theirs},
+                       ratio_interval(pair_ratios([20.0, 12.0], [11.0, 24.0])), ratio_interval(per_epoch))
+    # Time to result swings with the epochs early stopping kept (0.55x, then 2x); per epoch it is 1.1x and 1.0x.
+    assert result.ratio.mean == pytest.approx((11 / 20 + 24 / 12) / 2)
+    assert result.per_epoch.mean == pytest.approx((1.1 + 1.0) / 2)
+    assert result.ceiling() == pytest.approx((11 / 10 + 24 / 20) / 2)
+    assert result.as_dict()["ceiling"] == pytest.approx(1.15)

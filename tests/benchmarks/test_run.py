@@ -89,3 +89,15 @@ def test_counts_are_options_and_unknown_sections_are_refused(data_dir):
     assert defaults.precisions == ("32-true", "bf16-mixed") and defaults.e2e_repeats == 3
     with pytest.raises(SystemExit):
         run.main(["--sections", "strategies,trainer"])
+
+
+def test_the_precision_rule_options_are_read_and_bad_values_refused(data_dir, capsys):
+    settings = run.settings_from(run.parser().parse_args(
+        ["--blocks", "24", "--min-blocks", "6", "--half-width", "0.02", "--resume-steps", "0"]))
+    assert (settings.ab_blocks, settings.ab_min_blocks, settings.ab_half_width, settings.ab_resume_steps) == (
+        24, 6, 0.02, 0)
+    for argv, message in ((["--half-width", "3"], "use a fraction in"), (["--min-blocks", "40"], "above --blocks"),
+                          (["--resume-steps", "-1"], "use 0 or more")):
+        with pytest.raises(SystemExit):
+            run.main(argv)
+        assert message in capsys.readouterr().err
