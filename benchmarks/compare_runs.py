@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 from typing import Any
+
+from benchmarks.intervals import RatioInterval
+from pet_lightning.reports.tables import markdown_table
 
 Interval = dict[str, float]
 
@@ -36,9 +38,7 @@ def ratios(figures: dict[str, Any]) -> dict[str, Interval]:
 def _text(interval: Interval | None) -> str:
     if interval is None:
         return "(missing)"
-    if not math.isfinite(interval["low"]):
-        return f"{interval['mean']:.3f}x [n/a]"
-    return f"{interval['mean']:.3f}x [{interval['low']:.3f}, {interval['high']:.3f}]"
+    return str(RatioInterval(*(interval[k] for k in ("mean", "low", "high", "n"))))  # as the benchmark prints it
 
 
 def agreement(a: Interval, b: Interval) -> tuple[bool, bool]:
@@ -63,11 +63,6 @@ def compare(first: dict[str, Any], second: dict[str, Any]) -> tuple[list[list[st
     return rows, disagree
 
 
-def markdown(rows: list[list[str]], headers: list[str]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     p.add_argument("first", type=Path)
@@ -78,8 +73,8 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"{path}: no such file; write one with python -m benchmarks.run --json {path}")
     first, second = (json.loads(path.read_text()) for path in (args.first, args.second))
     rows, disagree = compare(first, second)
-    print(markdown(rows, ["ratio", args.first.name, args.second.name, "intervals overlap", "means inside"]))
-    print(f"\n{len(rows) - disagree} of {len(rows)} ratios agree (intervals overlap)")
+    print(markdown_table(["ratio", args.first.name, args.second.name, "intervals overlap", "means inside"], rows))
+    print(f"{len(rows) - disagree} of {len(rows)} ratios agree (intervals overlap)")
     return 1 if disagree else 0
 
 
