@@ -55,6 +55,21 @@ def ratio_interval(ratios: list[float], confidence: float = CONFIDENCE) -> Ratio
     return RatioInterval(mean, mean - half, mean + half, n, confidence)
 
 
+def trimmed_ratio_interval(ratios: list[float], trim: float, confidence: float = CONFIDENCE) -> RatioInterval:
+    """The ``trim``-trimmed mean of ``ratios`` (that fraction cut from each end) with its Tukey-McLaughlin interval
+    (``scipy.stats.mstats.trimmed_mean_ci``): a reading robust to the rare stalled block, for comparing runs."""
+    import numpy as np
+    from scipy import stats
+    from scipy.stats import mstats
+
+    if not 0 < trim < 0.5:
+        raise ValueError(f"trim {trim}: use a fraction in (0, 0.5), e.g. 0.2")
+    if len(ratios) < 3:
+        raise ValueError(f"a trimmed interval needs at least 3 ratios, got {len(ratios)}")
+    low, high = mstats.trimmed_mean_ci(np.asarray(ratios), limits=(trim, trim), alpha=1 - confidence)
+    return RatioInterval(float(stats.trim_mean(ratios, trim)), float(low), float(high), len(ratios), confidence)
+
+
 def verdict(interval: RatioInterval, threshold: float) -> str:
     """PASS when the whole interval is at or above ``threshold``, SHORT when it is wholly below, else unresolved."""
     if interval.low >= threshold:

@@ -1,6 +1,6 @@
 """Speed and memory of pet_lightning next to what users would otherwise run, in one invocation.
 
-    python -m benchmarks.run                      # full run (measured: 20 min on 2 quiet cores)
+    python -m benchmarks.run                      # full run (measured: 20 min on 2 quiet cores with bf16)
     python -m benchmarks.run --quick              # smoke run (tiny batches, every section)
     python -m benchmarks.run --accelerator cuda   # on a GPU
 
@@ -41,9 +41,11 @@ from benchmarks.interleave import run_ab
 from benchmarks.strategy_table import STRATEGY_ROWS, memory_pass, run_cache, run_scaling, run_strategies
 from benchmarks.timing import exact_rss_mode
 from pet_lightning.backbones import DEFAULT_BACKBONE
+from pet_lightning.precision import EMULATED_SLOWDOWN, cpu_bf16_slowdown
 from pet_lightning.strategies import STRATEGIES
 
 SECTIONS = Settings().sections
+AUTO = "auto"
 QUICK: dict[str, Any] = {
     "batch_size": 8, "max_length": 64, "warmup": 1, "steps": 2, "repeats": 2, "eval_batches": 1,
     "cache_examples": 32, "cache_epochs": 2, "scaling_sizes": (64, 128), "scaling_lengths": (32, 64),
@@ -77,8 +79,9 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny smoke run: few steps, short inputs, every section")
     p.add_argument("--accelerator", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--precisions", default=",".join(PRECISIONS),
-                   help="comma-separated; the A/B comparisons run in each, the strategies table in the first")
+    p.add_argument("--precisions", default=AUTO,
+                   help="comma-separated; the A/B comparisons run in each, the strategies table in the first (auto: "
+                        f"{', '.join(PRECISIONS)}, less bf16-mixed on a CPU that emulates bf16)")
     p.add_argument("--threads", type=_positive, default=2, help="torch CPU threads (the same for every runner)")
     p.add_argument("--batch-size", type=_positive, default=None, help=f"default {d.batch_size}")
     p.add_argument("--max-length", type=_positive, default=None, help=f"default {d.max_length}")
@@ -107,7 +110,8 @@ def parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("end to end")
     g.add_argument("--e2e-tasks", default=None, help=f"cb and/or rte (default {','.join(d.e2e_tasks)})")
     g.add_argument("--e2e-methods", default=None, help=f"default {','.join(d.e2e_methods)}")
-    g.add_argument("--e2e-precision", default=None, help=f"default {d.e2e_precision}")
+    g.add_argument("--e2e-precision", default=AUTO,
+                   help=f"auto: {d.e2e_precision}, or 32-true on a CPU that emulates bf16")
     g.add_argument("--e2e-repeats", type=_positive, default=None, help=f"default {d.e2e_repeats}")
     g.add_argument("--e2e-epochs", type=_positive, default=None, help=f"default {d.e2e_epochs}")
     g.add_argument("--e2e-patience", type=_positive, default=None, help=f"default {d.e2e_patience}")
@@ -123,10 +127,35 @@ OPTIONS = {  # argparse name -> Settings field, with the converter of comma-sepa
     "blocks": ("ab_blocks", None), "min_blocks": ("ab_min_blocks", None), "half_width": ("ab_half_width", None),
     "block_steps": ("ab_block_steps", None), "resume_steps": ("ab_resume_steps", None),
     "e2e_tasks": ("e2e_tasks", _names),
-    "e2e_methods": ("e2e_methods", _names), "e2e_precision": ("e2e_precision", None),
+    "e2e_methods": ("e2e_methods", _names),
     "e2e_repeats": ("e2e_repeats", None), "e2e_epochs": ("e2e_epochs", None),
     "e2e_patience": ("e2e_patience", None), "e2e_max_length": ("e2e_max_length", None),
 }
+
+
+def bf16_emulated(accelerator: str) -> bool:
+    """Whether bf16 runs emulated here (CPU only: :func:`pet_lightning.precision.cpu_bf16_slowdown`)."""
+    return accelerator == "cpu" and cpu_bf16_slowdown() > EMULATED_SLOWDOWN
+
+
+def resolve_precisions(precisions: str, e2e_precision: str, accelerator: str,
+                       e2e_default: str) -> tuple[tuple[str, ...], str]:
+    """``auto`` made concrete: bf16-mixed is timed only where the device runs it natively. On a CPU that emulates
+    bf16 a step takes 20x longer than in 32-true (:mod:`pet_lightning.precision`): the run would take hours and
+    time an emulation no user keeps. Naming bf16-mixed still times it, with a printed warning."""
+    wanted = (*(PRECISIONS if precisions == AUTO else _names(precisions)),
+              e2e_default if e2e_precision == AUTO else e2e_precision)
+    emulated = any("bf16" in p for p in wanted) and bf16_emulated(accelerator)
+    chosen = _names(precisions) if precisions != AUTO else tuple(
+        p for p in PRECISIONS if not (emulated and "bf16" in p))
+    e2e = e2e_precision if e2e_precision != AUTO else ("32-true" if emulated else e2e_default)
+    if emulated:
+        timed = [p for p in (*chosen, e2e) if "bf16" in p]
+        progress(f"this CPU emulates bf16 (a bf16 linear layer {cpu_bf16_slowdown():.1f}x slower than float32, "
+                 f"measured): per step {', '.join(chosen)}, end to end {e2e}; " + (
+                     "bf16 steps will take about 20x longer" if timed else
+                     "name bf16-mixed in --precisions or --e2e-precision to time it anyway"))
+    return chosen, e2e
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -139,8 +168,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
             setattr(settings, name, convert(value) if convert else value)
     if args.e2e_train_subset is not None:
         settings.e2e_train_subset = args.e2e_train_subset or None
-    settings.precisions = _names(args.precisions)
-    settings.precision = settings.precisions[0]
+    settings.precisions, settings.e2e_precision = resolve_precisions(
+        args.precisions, args.e2e_precision, settings.accelerator, settings.e2e_precision)
+    settings.precision = settings.precisions[0] if settings.precisions else settings.precision
     settings.strategies = _names(args.strategies)
     settings.sections = _names(args.sections)
     return settings
@@ -176,6 +206,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           f"{settings.max_length}, {settings.accelerator}, {settings.threads} threads, precisions "
           f"{', '.join(settings.precisions)}")
     figures: dict[str, Any] = {"settings": asdict(settings), "section_s": {}}
+    if settings.accelerator == "cpu":
+        figures["cpu_bf16_slowdown"] = cpu_bf16_slowdown()
     targets: list[report_tables.Target] = []
     sections = settings.sections
     work = Workload(settings) if {"strategies", "ab"} & set(sections) else None

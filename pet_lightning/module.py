@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import copy
+import warnings
 from typing import Any
 
 import lightning as L
@@ -41,6 +42,7 @@ from pet_lightning.feature_cache import FeatureCache
 from pet_lightning.heads import install_head_from, set_output_bias
 from pet_lightning.metrics import build_metrics
 from pet_lightning.optim import adamw, fused_allowed
+from pet_lightning.precision import emulated_bf16_message
 from pet_lightning.seeds import all_ranks_rng_state, restore_rank_rng_state, seed_training_randomness
 from pet_lightning.strategies import Strategy, StrategyReport, build_strategy
 from pet_lightning.strategies.base import unwrap
@@ -199,6 +201,9 @@ class PETModule(L.LightningModule):
         self.strategy.check_run(
             self.model, max_length=getattr(datamodule, "max_length", None), precision=str(self.trainer.precision)
         )
+        slow_bf16 = emulated_bf16_message(str(self.trainer.precision), self.device.type)
+        if slow_bf16 and self.trainer.is_global_zero:
+            warnings.warn(slow_bf16, stacklevel=2)
         if self.trainer.ckpt_path is None and self.trainer.global_step == 0:
             self.fill_regression_bias()
 

@@ -15,6 +15,22 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+def real_fit_precision() -> str:
+    """The precision of the suite's fits of the real model: bf16-mixed (the quickstart's) where this CPU runs bf16
+    natively, 32-true where it emulates bf16, which makes every step about 20x slower (pet_lightning.precision) and
+    the suite hours long. What these fits check (which tensors train, that a config wires up and fits, that a short
+    fine-tune learns) holds in either precision; bf16 itself stays covered by the tiny-model tests and the
+    quickstart run, which keep bf16-mixed everywhere."""
+    from pet_lightning.precision import EMULATED_SLOWDOWN, cpu_bf16_slowdown
+
+    return "32-true" if cpu_bf16_slowdown() > EMULATED_SLOWDOWN else "bf16-mixed"
+
+
+def real_fit_overrides() -> list[str]:
+    """``cli.py fit`` arguments that set :func:`real_fit_precision` over a config's own."""
+    return [f"--trainer.precision={real_fit_precision()}"]
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> str:
     """The real GLUE/SuperGLUE root from PET_DATA_DIR; tests that need it skip on machines without it."""

@@ -17,7 +17,7 @@ from benchmarks.config_runs import run_config
 from benchmarks.superglue_table import write_rte_jsonl
 from pet_lightning.data.protocol import PROTOCOLS
 from pet_lightning.tasks import get_task
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, real_fit_overrides
 from tests.data.test_superglue import _write_jsonl, record_row
 
 SUPERGLUE_CONFIGS = sorted(path.stem for path in (REPO_ROOT / "configs" / "superglue").glob("*.yaml"))
@@ -106,7 +106,7 @@ def test_superglue_config_fits(config, data_dir, local_roots, tmp_path, monkeypa
     monkeypatch.chdir(REPO_ROOT)
     task, strategy = config.split("_")
     fields = run_config(f"configs/superglue/{config}.yaml",
-                        ["--trainer.fast_dev_run=true", "--data.init_args.train_subset=32",
+                        ["--trainer.fast_dev_run=true", "--data.init_args.train_subset=32", *real_fit_overrides(),
                          f"--data.init_args.data_dir={local_roots.get(task, data_dir)}"], tmp_path)
     assert fields["strategy"] == strategy and int(fields["steps"]) == 1
     assert fields["task"] == ("superglue-rte" if task == "rte" else task)
@@ -126,7 +126,7 @@ def test_revisiting_config_fits(config, data_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(REPO_ROOT)
     task, method = config.split("_")
     fields = run_config(f"configs/revisiting/{config}.yaml",
-                        ["--trainer.fast_dev_run=true", "--data.init_args.train_subset=16",
+                        ["--trainer.fast_dev_run=true", "--data.init_args.train_subset=16", *real_fit_overrides(),
                          f"--data.init_args.data_dir={data_dir}"], tmp_path)
     assert fields["task"] == task and fields["strategy"] == method and int(fields["steps"]) == 1
     trainable_pct = float(fields["trainable_pct"])
@@ -137,6 +137,7 @@ def test_revisiting_config_fits(config, data_dir, tmp_path, monkeypatch):
 def test_eh_ft_and_transferability_config_fits_without_leaking(config, data_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(REPO_ROOT)
     fields = run_config(config, ["--trainer.fast_dev_run=true", "--data.init_args.train_subset=16",
+                                 *real_fit_overrides(),
                                  "--data.init_args.max_length=32", f"--data.init_args.data_dir={data_dir}"], tmp_path)
     assert fields["task"] == "rte" and int(fields["steps"]) == 1
     assert fields["protocol"] == "dev_split" and fields["leaky"] == "false"

@@ -9,10 +9,12 @@ import torch
 from pet_lightning import GlueDataModule, PETModule
 from pet_lightning.backbones import BackboneError, load_backbone, resolve_backbone
 from pet_lightning.tasks import get_task
+from tests.conftest import real_fit_precision
 
 
 def _trainer(tmp_path, **kwargs) -> L.Trainer:
-    defaults = dict(accelerator="cpu", devices=1, precision="bf16-mixed", logger=False, enable_checkpointing=False,
+    defaults = dict(accelerator="cpu", devices=1, precision=real_fit_precision(), logger=False,
+                    enable_checkpointing=False,
                     enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
     return L.Trainer(**{**defaults, **kwargs})
 

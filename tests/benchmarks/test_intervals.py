@@ -45,3 +45,23 @@ def test_pair_ratios_are_the_other_sides_time_over_ours():
     assert pair_ratios([1.0, 2.0], [1.1, 1.0]) == [pytest.approx(1.1), pytest.approx(0.5)]
     with pytest.raises(ValueError):
         pair_ratios([1.0], [1.0, 2.0])
+
+
+def test_trimmed_interval_is_tukey_mclaughlin_by_hand_and_ignores_one_stalled_block():
+    from benchmarks.intervals import trimmed_ratio_interval
+
+    ratios = [1.00, 1.02, 0.99, 1.01, 0.98, 1.03, 1.00, 0.70, 1.01, 0.99]  # one stalled block: 0.70
+    g = 2  # 20% of 10 cut from each end
+    kept = sorted(ratios)[g:-g]
+    mean = sum(kept) / len(kept)
+    ordered = sorted(ratios)
+    winsorized = [ordered[g]] * g + ordered[g:-g] + [ordered[-g - 1]] * g
+    w_mean = sum(winsorized) / 10
+    s_w = math.sqrt(sum((x - w_mean) ** 2 for x in winsorized) / 9)
+    half = stats.t.ppf(0.975, 10 - 2 * g - 1) * s_w / ((1 - 2 * 0.2) * math.sqrt(10))
+    interval = trimmed_ratio_interval(ratios, 0.2)
+    assert interval.mean == pytest.approx(mean) and interval.n == 10
+    assert (interval.low, interval.high) == (pytest.approx(mean - half), pytest.approx(mean + half))
+    assert interval.low > 0.98 > ratio_interval(ratios).low  # the plain mean's interval is dragged down by 0.70
+    with pytest.raises(ValueError, match="use a fraction"):
+        trimmed_ratio_interval(ratios, 0.5)

@@ -20,7 +20,7 @@ def quick(tiny_backbone):
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         figures = run.main(["--quick", "--backbone", tiny_backbone, "--strategies", "full,lora", "--steps", "1",
-                            "--methods", "lora"])
+                            "--methods", "lora", "--precisions", "32-true,bf16-mixed"])
     return figures, out.getvalue()
 
 
@@ -86,7 +86,7 @@ def test_counts_are_options_and_unknown_sections_are_refused(data_dir):
     assert settings.precision == "bf16-mixed" and settings.e2e_train_subset is None
     assert settings.e2e_tasks == ("cb", "rte")
     defaults = run.settings_from(run.parser().parse_args([]))
-    assert defaults.precisions == ("32-true", "bf16-mixed") and defaults.e2e_repeats == 3
+    assert defaults.e2e_repeats == 3
     with pytest.raises(SystemExit):
         run.main(["--sections", "strategies,trainer"])
 
@@ -101,3 +101,19 @@ def test_the_precision_rule_options_are_read_and_bad_values_refused(data_dir, ca
         with pytest.raises(SystemExit):
             run.main(argv)
         assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("emulated", [False, True])
+def test_auto_precisions_leave_out_bf16_only_where_the_cpu_emulates_it(monkeypatch, capsys, emulated):
+    monkeypatch.setattr(run, "bf16_emulated", lambda accelerator: emulated)
+    monkeypatch.setattr(run, "cpu_bf16_slowdown", lambda: 14.7)
+    auto = run.settings_from(run.parser().parse_args([]))
+    if emulated:
+        assert (auto.precisions, auto.precision, auto.e2e_precision) == (("32-true",), "32-true", "32-true")
+        assert "this CPU emulates bf16 (a bf16 linear layer 14.7x slower" in capsys.readouterr().err
+    else:
+        assert (auto.precisions, auto.e2e_precision) == (("32-true", "bf16-mixed"), "bf16-mixed")
+        assert "emulates" not in capsys.readouterr().err
+    named = run.settings_from(run.parser().parse_args(["--precisions", "bf16-mixed", "--e2e-precision", "bf16-mixed"]))
+    assert (named.precisions, named.e2e_precision) == (("bf16-mixed",), "bf16-mixed")  # named: always timed
+    assert ("about 20x longer" in capsys.readouterr().err) is emulated

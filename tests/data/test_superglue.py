@@ -15,6 +15,7 @@ from pet_lightning.data.formulations import FORMULATIONS
 from pet_lightning.data.superglue import token_f1
 from pet_lightning.module import PETModule
 from pet_lightning.tasks import get_task
+from tests.conftest import real_fit_precision
 
 # Official row counts (train, val, test) as in ../shared/data/MANIFEST.md; MultiRC counts answer options.
 REAL = {
@@ -340,7 +341,7 @@ def test_short_real_fine_tune_on_cb_beats_the_majority_class(data_dir):
     L.seed_everything(0)
     dm = SuperGlueDataModule(task="cb", data_dir=data_dir, max_length=96, batch_size=16, order_seed=0)
     model = PETModule(task="cb", strategy="full", learning_rate=1e-4, warmup_ratio=0.1, init_seed=0)
-    trainer = _trainer(max_epochs=4, precision="bf16-mixed", check_val_every_n_epoch=4)
+    trainer = _trainer(max_epochs=4, precision=real_fit_precision(), check_val_every_n_epoch=4)
     trainer.fit(model, datamodule=dm)
     val = dm.plan.selection["validation"]
     train_labels = [e["label"] for e in dm.plan.train]

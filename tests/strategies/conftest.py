@@ -9,6 +9,7 @@ from transformers import BertConfig, DebertaV2Config, DistilBertConfig, ElectraC
 
 from pet_lightning.backbones import build_from_config, load_backbone
 from pet_lightning.tasks import get_task
+from tests.conftest import real_fit_precision
 
 # all-MiniLM-L6-v2: 6 layers, hidden 384, FFN 1536.
 MINILM_LAYERS, HIDDEN, FFN = 6, 384, 1536
@@ -54,7 +55,8 @@ NORM_A, NORM_F = ("attention.output.LayerNorm",), ("output.LayerNorm",)
 
 
 def trainer(tmp_path, **kwargs) -> L.Trainer:
-    defaults = dict(accelerator="cpu", devices=1, precision="bf16-mixed", logger=False, enable_checkpointing=False,
+    defaults = dict(accelerator="cpu", devices=1, precision=real_fit_precision(), logger=False,
+                    enable_checkpointing=False,
                     enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
                     num_sanity_val_steps=0)
     return L.Trainer(**{**defaults, **kwargs})

@@ -19,7 +19,7 @@ from pet_lightning import GlueDataModule, PETModule
 from pet_lightning.backbones import build_from_config, load_backbone
 from pet_lightning.strategies import StrategyError, build_strategy
 from pet_lightning.tasks import get_task
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, real_fit_overrides
 from tests.strategies.conftest import HIDDEN, MINILM_LAYERS, tiny_configs, tiny_model, trainer
 
 ROBERTA_LAYERS, ROBERTA_HIDDEN = 12, 768
@@ -88,7 +88,7 @@ def test_a_peft_config_in_yaml_trains_from_the_command_line(tmp_path, data_dir, 
     strategy = {"name": "peft", "config": {"class_path": "peft.VeraConfig",
                                            "init_args": {"r": 256, "target_modules": ["query", "value"]}}}
     fields = run_config("configs/revisiting/cb_lora.yaml",
-                        [f"--model.strategy={json.dumps(strategy)}", "--trainer.max_steps=2",
+                        [f"--model.strategy={json.dumps(strategy)}", "--trainer.max_steps=2", *real_fit_overrides(),
                          "--data.init_args.train_subset=16", "--data.init_args.max_length=32",
                          f"--data.init_args.data_dir={data_dir}"], tmp_path)
     assert fields["strategy"] == "peft" and int(fields["steps"]) == 2

@@ -1,0 +1,87 @@
+"""Is a per-step ratio a property of the code or of one build of the sides? Fresh builds of one cell, compared.
+
+    python -m benchmarks.build_variance --method full --precision 32-true --builds 3 --blocks 12 --json out.json
+
+Why: two runs of ``python -m benchmarks.run`` on one commit disagreed on 2 of 26 ratios (``docs/performance.md``),
+more often than two 95% intervals of one quantity do by chance. The A/B intervals are over blocks of one build of
+the three sides (model, optimizer and loop thread of each, made once per cell), so whatever a build fixes for its
+lifetime (where its tensors landed, its thread's allocator arena and OpenMP team) is one draw that every block
+shares, and no interval over those blocks can see it. Here the same cell is built ``--builds`` times in one
+process, each build timed like the benchmark's A/B section with a fixed block count (no precision rule), and for
+each comparison a one-way ANOVA over builds of the per-pair ratios (``scipy.stats.f_oneway``) asks whether builds
+differ by more than their blocks do. Run it twice (two processes) to see the process-level part as well.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import Settings, Workload, progress, quiet_libraries
+from benchmarks.intervals import pair_ratios, ratio_interval
+
+
+def between_builds(ratios: list[list[float]]) -> dict[str, Any]:
+    """Per-build mean ratio with its interval, the pooled interval (as if one build), and the one-way ANOVA of the
+    per-pair ratios over builds: ``p`` small means the builds' means differ beyond their block-to-block noise."""
+    from scipy import stats
+
+    if len(ratios) < 2 or any(len(r) < 2 for r in ratios):
+        raise ValueError("between_builds needs at least two builds of at least two pairs each")
+    anova = stats.f_oneway(*ratios)
+    means = [statistics.fmean(r) for r in ratios]
+    return {
+        "builds": [ratio_interval(r).as_dict() for r in ratios],
+        "pooled": ratio_interval([x for r in ratios for x in r]).as_dict(),
+        "spread_of_build_means": max(means) - min(means),
+        "f": float(anova.statistic), "p": float(anova.pvalue),
+    }
+
+
+def run(settings: Settings, method: str, precision: str, builds: int,
+        others: tuple[str, ...] = ("plain", "trainer")) -> dict[str, Any]:
+    """``builds`` fresh builds of one cell, each timed in ``settings.ab_blocks`` interleaved blocks."""
+    from benchmarks.interleave import run_ab
+
+    fixed = replace(settings, ab_min_blocks=settings.ab_blocks, ab_half_width=0.0)
+    work = Workload(fixed)
+    step_s = []
+    for build in range(builds):
+        result = run_ab(fixed, work, method, precision, others)
+        step_s.append(result.step_s)
+        progress(f"build {build}: " + ", ".join(f"{k} {v}" for k, v in result.ratios.items()))
+    comparisons = {other: between_builds([pair_ratios(s["ours"], s[other]) for s in step_s]) for other in others}
+    return {"method": method, "precision": precision, "blocks": fixed.ab_blocks, "step_s": step_s,
+            "comparisons": comparisons}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    p.add_argument("--method", default="full")
+    p.add_argument("--precision", default="32-true")
+    p.add_argument("--builds", type=int, default=3)
+    p.add_argument("--blocks", type=int, default=12, help="timed blocks per build (a whole number of rotations)")
+    p.add_argument("--backbone", default=None)
+    p.add_argument("--json", default=None)
+    args = p.parse_args(argv)
+    if args.builds < 2 or args.blocks < 2:
+        p.error(f"--builds {args.builds} --blocks {args.blocks}: use at least 2 of each")
+    quiet_libraries()
+    settings = replace(Settings(), ab_blocks=args.blocks, **({"backbone": args.backbone} if args.backbone else {}))
+    figures = run(settings, args.method, args.precision, args.builds)
+    for other, c in figures["comparisons"].items():
+        builds = ", ".join(f"{b['mean']:.3f}x [{b['low']:.3f}, {b['high']:.3f}]" for b in c["builds"])
+        print(f"{args.method} {args.precision} ours / {other}: builds {builds}; pooled "
+              f"{c['pooled']['mean']:.3f}x [{c['pooled']['low']:.3f}, {c['pooled']['high']:.3f}]; ANOVA over builds "
+              f"F = {c['f']:.2f}, p = {c['p']:.3f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2))
+    return figures
+
+
+if __name__ == "__main__":
+    main()

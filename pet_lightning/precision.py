@@ -1,0 +1,67 @@
+"""Whether this machine runs bf16 natively: a measured check, and the warning a fit gives when it does not.
+
+Why: ``bf16-mixed`` (the quickstart's precision and most study configs') is fast on CPUs with bf16 instructions
+(AVX512-BF16, AMX, Arm's BF16) and very slow on the rest, where oneDNN emulates bf16 arithmetic. Measured with
+MiniLM at batch 16: on the 2-core machine of the benchmark in ``docs/performance.md`` a full fine-tuning step on
+RTE batches took 565 ms in ``bf16-mixed`` and 817 ms in ``32-true``; on a 2-core AMD EPYC with AVX2 only, a step
+on 128-token inputs took 35 s in ``bf16-mixed`` and 1.7 s in ``32-true``. Nothing fails on the second machine:
+the fit runs 20x slower, and a five-minute job takes well over an hour. CPU flags and torch's private capability
+queries name instruction sets, not what oneDNN makes of them in a given build, so this module times the operation
+itself: a linear layer's forward and backward under CPU autocast against the same in float32 (18x slower on that
+AMD machine).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+
+import torch
+
+# bf16 slower than float32 by more than this factor (per linear layer, forward and backward) reads as emulated.
+# Native bf16 is at or below 1x; emulated, 18x on the AVX2 machine above; 2x leaves room for timing noise.
+EMULATED_SLOWDOWN = 2.0
+
+
+def _linear_seconds(bf16: bool, rows: int, width: int, repeats: int) -> float:
+    """Fastest of ``repeats`` forward + backward passes of one ``width`` x ``4 width`` linear layer on CPU.
+
+    Inputs come from a generator of its own: the check never draws from the global RNG a fit is seeded with.
+    """
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(4 * width, width, generator=generator, requires_grad=True)
+    x = torch.randn(rows, width, generator=generator, requires_grad=True)
+    times = []
+    for _ in range(repeats + 1):
+        started = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = torch.nn.functional.linear(x, weight)
+        out.float().sum().backward()
+        times.append(time.perf_counter() - started)
+    return min(times[1:])  # the first pass pays for oneDNN's kernel selection
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_bf16_slowdown(rows: int = 256, width: int = 256, repeats: int = 2) -> float:
+    """Time of a linear layer's forward and backward under CPU bf16 autocast over the same in float32 (measured once
+    per process: milliseconds where bf16 is native, about half a second where it is emulated).
+
+    Below 1: bf16 is faster (native); above :data:`EMULATED_SLOWDOWN`: emulated.
+    """
+    return _linear_seconds(True, rows, width, repeats) / _linear_seconds(False, rows, width, repeats)
+
+
+def emulated_bf16_message(precision: str, device_type: str) -> str | None:
+    """The one-line warning for a run in ``precision`` on ``device_type`` where bf16 is emulated, else None.
+
+    Only CPU runs in a bf16 precision are checked (GPUs report bf16 support through
+    ``torch.cuda.is_bf16_supported``, which Lightning checks itself).
+    """
+    if device_type != "cpu" or "bf16" not in str(precision):
+        return None
+    slowdown = cpu_bf16_slowdown()
+    if slowdown <= EMULATED_SLOWDOWN:
+        return None
+    return (f"precision {precision} on a CPU that emulates bf16: a bf16 linear layer measured {slowdown:.1f}x slower "
+            "than float32 here (a full step can be 20x slower); set trainer.precision to 32-true on this machine "
+            "(e.g. --trainer.precision 32-true)")
