@@ -141,7 +141,7 @@ def bf16_emulated(accelerator: str) -> bool:
 def resolve_precisions(precisions: str, e2e_precision: str, accelerator: str,
                        e2e_default: str) -> tuple[tuple[str, ...], str]:
     """``auto`` made concrete: bf16-mixed is timed only where the device runs it natively. On a CPU that emulates
-    bf16 a step takes 20x longer than in 32-true (:mod:`pet_lightning.precision`): the run would take hours and
+    bf16 a step takes 15x longer than in 32-true (:mod:`pet_lightning.precision`): the run would take hours and
     time an emulation no user keeps. Naming bf16-mixed still times it, with a printed warning."""
     wanted = (*(PRECISIONS if precisions == AUTO else _names(precisions)),
               e2e_default if e2e_precision == AUTO else e2e_precision)
@@ -153,7 +153,7 @@ def resolve_precisions(precisions: str, e2e_precision: str, accelerator: str,
         timed = [p for p in (*chosen, e2e) if "bf16" in p]
         progress(f"this CPU emulates bf16 (a bf16 linear layer {cpu_bf16_slowdown():.1f}x slower than float32, "
                  f"measured): per step {', '.join(chosen)}, end to end {e2e}; " + (
-                     "bf16 steps will take about 20x longer" if timed else
+                     "bf16 steps will take about 15x longer" if timed else
                      "name bf16-mixed in --precisions or --e2e-precision to time it anyway"))
     return chosen, e2e
 

@@ -2,13 +2,14 @@
 
 Why: ``bf16-mixed`` (the quickstart's precision and most study configs') is fast on CPUs with bf16 instructions
 (AVX512-BF16, AMX, Arm's BF16) and very slow on the rest, where oneDNN emulates bf16 arithmetic. Measured with
-MiniLM at batch 16: on the 2-core machine of the benchmark in ``docs/performance.md`` a full fine-tuning step on
-RTE batches took 565 ms in ``bf16-mixed`` and 817 ms in ``32-true``; on a 2-core AMD EPYC with AVX2 only, a step
-on 128-token inputs took 35 s in ``bf16-mixed`` and 1.7 s in ``32-true``. Nothing fails on the second machine:
-the fit runs 20x slower, and a five-minute job takes well over an hour. CPU flags and torch's private capability
+MiniLM at batch 16 on RTE batches (``python -m benchmarks.run --sections strategies --strategies full``): on
+the 2-core machine of the benchmark in ``docs/performance.md`` a full fine-tuning step took 565 ms in
+``bf16-mixed`` and 817 ms in ``32-true``; on a 2-core AMD EPYC with AVX2 only, 36.1 s in ``bf16-mixed`` and
+2.4 s in ``32-true``. Nothing fails on the second machine: the fit runs 15x slower, and a five-minute job takes
+over an hour. CPU flags and torch's private capability
 queries name instruction sets, not what oneDNN makes of them in a given build, so this module times the operation
-itself: a linear layer's forward and backward under CPU autocast against the same in float32 (18x slower on that
-AMD machine).
+itself: a linear layer's forward and backward under CPU autocast against the same in float32 (11-27x slower on
+that AMD machine, depending on load).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import time
 import torch
 
 # bf16 slower than float32 by more than this factor (per linear layer, forward and backward) reads as emulated.
-# Native bf16 is at or below 1x; emulated, 18x on the AVX2 machine above; 2x leaves room for timing noise.
+# Native bf16 is at or below 1x; emulated, 11-27x on the AVX2 machine above; 2x leaves room for timing noise.
 EMULATED_SLOWDOWN = 2.0
 
 
@@ -63,5 +64,5 @@ def emulated_bf16_message(precision: str, device_type: str) -> str | None:
     if slowdown <= EMULATED_SLOWDOWN:
         return None
     return (f"precision {precision} on a CPU that emulates bf16: a bf16 linear layer measured {slowdown:.1f}x slower "
-            "than float32 here (a full step can be 20x slower); set trainer.precision to 32-true on this machine "
-            "(e.g. --trainer.precision 32-true)")
+            "than float32 here (a full fine-tuning step of MiniLM measured 15x slower on such a CPU); set "
+            "trainer.precision to 32-true on this machine (e.g. --trainer.precision 32-true)")

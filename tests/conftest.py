@@ -17,7 +17,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def real_fit_precision() -> str:
     """The precision of the suite's fits of the real model: bf16-mixed (the quickstart's) where this CPU runs bf16
-    natively, 32-true where it emulates bf16, which makes every step about 20x slower (pet_lightning.precision) and
+    natively, 32-true where it emulates bf16, which makes every step about 15x slower (pet_lightning.precision) and
     the suite hours long. What these fits check (which tensors train, that a config wires up and fits, that a short
     fine-tune learns) holds in either precision; bf16 itself stays covered by the tiny-model tests and the
     quickstart run, which keep bf16-mixed everywhere."""

@@ -92,7 +92,7 @@ def test_quickstart_prints_no_known_warning_and_only_allowed_third_party_ones(qu
     output = quickstart_run.stdout + quickstart_run.stderr
     found = {text: why for text, why in KNOWN_WARNINGS.items() if text in output}
     assert not found, f"known warnings are back: {found}"
-    # The quickstart's bf16-mixed is emulated on CPUs without bf16 instructions (20x slower steps): there, and only
+    # The quickstart's bf16-mixed is emulated on CPUs without bf16 instructions (15x slower steps): there, and only
     # there, the fit must say so (pet_lightning.precision).
     emulated = cpu_bf16_slowdown() > EMULATED_SLOWDOWN
     slow_bf16 = [line for line in output.splitlines() if EMULATED_BF16_WARNING in line]
