@@ -41,7 +41,7 @@ from benchmarks.interleave import run_ab
 from benchmarks.strategy_table import STRATEGY_ROWS, memory_pass, run_cache, run_scaling, run_strategies
 from benchmarks.timing import exact_rss_mode
 from pet_lightning.backbones import DEFAULT_BACKBONE
-from pet_lightning.precision import EMULATED_SLOWDOWN, cpu_bf16_slowdown
+from pet_lightning.precision import cpu_bf16_emulated, cpu_bf16_slowdown
 from pet_lightning.strategies import STRATEGIES
 
 SECTIONS = Settings().sections
@@ -134,8 +134,8 @@ OPTIONS = {  # argparse name -> Settings field, with the converter of comma-sepa
 
 
 def bf16_emulated(accelerator: str) -> bool:
-    """Whether bf16 runs emulated here (CPU only: :func:`pet_lightning.precision.cpu_bf16_slowdown`)."""
-    return accelerator == "cpu" and cpu_bf16_slowdown() > EMULATED_SLOWDOWN
+    """Whether bf16 runs emulated here (CPU only: :func:`pet_lightning.precision.cpu_bf16_emulated`)."""
+    return accelerator == "cpu" and cpu_bf16_emulated()
 
 
 def resolve_precisions(precisions: str, e2e_precision: str, accelerator: str,

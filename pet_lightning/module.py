@@ -17,12 +17,12 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import copy
-import warnings
 from typing import Any
 
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 from transformers import get_linear_schedule_with_warmup
@@ -202,8 +202,8 @@ class PETModule(L.LightningModule):
             self.model, max_length=getattr(datamodule, "max_length", None), precision=str(self.trainer.precision)
         )
         slow_bf16 = emulated_bf16_message(str(self.trainer.precision), self.device.type)
-        if slow_bf16 and self.trainer.is_global_zero:
-            warnings.warn(slow_bf16, stacklevel=2)
+        if slow_bf16:
+            rank_zero_warn(slow_bf16)
         if self.trainer.ckpt_path is None and self.trainer.global_step == 0:
             self.fill_regression_bias()
 

@@ -52,6 +52,11 @@ def cpu_bf16_slowdown(rows: int = 256, width: int = 256, repeats: int = 2) -> fl
     return _linear_seconds(True, rows, width, repeats) / _linear_seconds(False, rows, width, repeats)
 
 
+def cpu_bf16_emulated() -> bool:
+    """Whether this CPU emulates bf16: :func:`cpu_bf16_slowdown` above :data:`EMULATED_SLOWDOWN`."""
+    return cpu_bf16_slowdown() > EMULATED_SLOWDOWN
+
+
 def emulated_bf16_message(precision: str, device_type: str) -> str | None:
     """The one-line warning for a run in ``precision`` on ``device_type`` where bf16 is emulated, else None.
 
@@ -60,9 +65,9 @@ def emulated_bf16_message(precision: str, device_type: str) -> str | None:
     """
     if device_type != "cpu" or "bf16" not in str(precision):
         return None
-    slowdown = cpu_bf16_slowdown()
-    if slowdown <= EMULATED_SLOWDOWN:
+    if not cpu_bf16_emulated():
         return None
+    slowdown = cpu_bf16_slowdown()
     return (f"precision {precision} on a CPU that emulates bf16: a bf16 linear layer measured {slowdown:.1f}x slower "
             "than float32 here (a full fine-tuning step of MiniLM measured 15x slower on such a CPU); set "
             "trainer.precision to 32-true on this machine (e.g. --trainer.precision 32-true)")

@@ -21,9 +21,9 @@ def real_fit_precision() -> str:
     the suite hours long. What these fits check (which tensors train, that a config wires up and fits, that a short
     fine-tune learns) holds in either precision; bf16 itself stays covered by the tiny-model tests and the
     quickstart run, which keep bf16-mixed everywhere."""
-    from pet_lightning.precision import EMULATED_SLOWDOWN, cpu_bf16_slowdown
+    from pet_lightning.precision import cpu_bf16_emulated
 
-    return "32-true" if cpu_bf16_slowdown() > EMULATED_SLOWDOWN else "bf16-mixed"
+    return "32-true" if cpu_bf16_emulated() else "bf16-mixed"
 
 
 def real_fit_overrides() -> list[str]:
