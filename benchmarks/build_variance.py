@@ -9,7 +9,10 @@ lifetime (where its tensors landed, its thread's allocator arena and OpenMP team
 shares, and no interval over those blocks can see it. Here the same cell is built ``--builds`` times in one
 process, each build timed like the benchmark's A/B section with a fixed block count (no precision rule), and for
 each comparison a one-way ANOVA over builds of the per-pair ratios (``scipy.stats.f_oneway``) asks whether builds
-differ by more than their blocks do. Run it twice (two processes) to see the process-level part as well.
+differ by more than their blocks do. Run it twice (two processes) to see the process-level part as well, then
+read the runs together:
+
+    python -m benchmarks.build_variance --combine process1.json process2.json
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import Settings, Workload, progress, quiet_libraries
-from benchmarks.intervals import pair_ratios, ratio_interval
+from benchmarks.intervals import RatioInterval, pair_ratios, ratio_interval
 
 
 def between_builds(ratios: list[list[float]]) -> dict[str, Any]:
@@ -37,9 +40,40 @@ def between_builds(ratios: list[list[float]]) -> dict[str, Any]:
     return {
         "builds": [ratio_interval(r).as_dict() for r in ratios],
         "pooled": ratio_interval([x for r in ratios for x in r]).as_dict(),
+        # The interval that holds where builds differ: builds, not blocks, are the independent draws.
+        "over_build_means": ratio_interval(means).as_dict(),
         "spread_of_build_means": max(means) - min(means),
         "f": float(anova.statistic), "p": float(anova.pvalue),
     }
+
+
+def between_processes(runs: list[list[list[float]]]) -> dict[str, Any]:
+    """``runs[process][build]``: per-pair ratios. :func:`between_builds` over every build of every process, each
+    process's pooled interval, and the one-way ANOVA of the pooled pairs over processes (it ignores the pairs'
+    clustering in builds, so its ``p`` errs small: a large one is no artefact of that)."""
+    from scipy import stats
+
+    if len(runs) < 2:
+        raise ValueError("between_processes needs at least two runs (processes)")
+    pooled = [[x for build in run for x in build] for run in runs]
+    return {
+        "builds": between_builds([build for run in runs for build in run]),
+        "processes": [ratio_interval(p).as_dict() for p in pooled],
+        "p": float(stats.f_oneway(*pooled).pvalue),
+    }
+
+
+def combine(paths: list[str]) -> dict[str, Any]:
+    """Saved runs (``--json``) of one cell, each from its own process, read together by :func:`between_processes`."""
+    runs = [json.loads(Path(path).read_text()) for path in paths]
+    cells = {(r["method"], r["precision"]) for r in runs}
+    if len(cells) != 1:
+        raise ValueError(f"--combine: the runs time different cells {sorted(cells)}; combine runs of one method and "
+                         "precision")
+    others = [k for k in runs[0]["step_s"][0] if k != "ours"]
+    return {"method": runs[0]["method"], "precision": runs[0]["precision"], "runs": list(paths), "comparisons": {
+        other: between_processes([[pair_ratios(s["ours"], s[other]) for s in r["step_s"]] for r in runs])
+        for other in others}}
 
 
 def run(settings: Settings, method: str, precision: str, builds: int,
@@ -59,6 +93,24 @@ def run(settings: Settings, method: str, precision: str, builds: int,
             "comparisons": comparisons}
 
 
+def _main_combine(p: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any]:
+    if len(args.combine) < 2:
+        p.error("--combine: name at least two saved runs, each from its own process")
+    try:
+        combined = combine(args.combine)
+    except ValueError as error:
+        p.error(str(error))
+    for other, c in combined["comparisons"].items():
+        builds = c["builds"]
+        processes = ", ".join(str(RatioInterval.from_dict(x)) for x in c["processes"])
+        print(f"{combined['method']} {combined['precision']} ours / {other}: ANOVA over {len(builds['builds'])} "
+              f"builds F = {builds['f']:.2f}, p = {builds['p']:.3f}; processes pooled {processes}, ANOVA over "
+              f"processes p = {c['p']:.3f}; over build means {RatioInterval.from_dict(builds['over_build_means'])}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(combined, indent=2))
+    return combined
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     p.add_argument("--method", default="full")
@@ -67,17 +119,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--blocks", type=int, default=12, help="timed blocks per build (a whole number of rotations)")
     p.add_argument("--backbone", default=None)
     p.add_argument("--json", default=None)
+    p.add_argument("--combine", nargs="+", default=None, metavar="JSON",
+                   help="read saved runs (--json) of one cell, one per process, together instead of timing")
     args = p.parse_args(argv)
+    if args.combine:
+        return _main_combine(p, args)
     if args.builds < 2 or args.blocks < 2:
         p.error(f"--builds {args.builds} --blocks {args.blocks}: use at least 2 of each")
     quiet_libraries()
     settings = replace(Settings(), ab_blocks=args.blocks, **({"backbone": args.backbone} if args.backbone else {}))
     figures = run(settings, args.method, args.precision, args.builds)
     for other, c in figures["comparisons"].items():
-        builds = ", ".join(f"{b['mean']:.3f}x [{b['low']:.3f}, {b['high']:.3f}]" for b in c["builds"])
-        print(f"{args.method} {args.precision} ours / {other}: builds {builds}; pooled "
-              f"{c['pooled']['mean']:.3f}x [{c['pooled']['low']:.3f}, {c['pooled']['high']:.3f}]; ANOVA over builds "
-              f"F = {c['f']:.2f}, p = {c['p']:.3f}")
+        builds = ", ".join(str(RatioInterval.from_dict(b)) for b in c["builds"])
+        pooled = RatioInterval.from_dict(c["pooled"])
+        print(f"{args.method} {args.precision} ours / {other}: builds {builds}; pooled {pooled}; "
+              f"ANOVA over builds F = {c['f']:.2f}, p = {c['p']:.3f}")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
     return figures

@@ -45,7 +45,7 @@ def ratios(figures: dict[str, Any], trim: float = 0.0) -> dict[str, Interval]:
 def _text(interval: Interval | None) -> str:
     if interval is None:
         return "(missing)"
-    return str(RatioInterval(*(interval[k] for k in ("mean", "low", "high", "n"))))  # as the benchmark prints it
+    return str(RatioInterval.from_dict(interval))  # as the benchmark prints it
 
 
 def agreement(a: Interval, b: Interval) -> tuple[bool, bool]:

@@ -39,6 +39,11 @@ class RatioInterval:
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "half_width": self.half_width}
 
+    @classmethod
+    def from_dict(cls, saved: dict[str, Any]) -> RatioInterval:
+        """The interval back from :meth:`as_dict` (a figures JSON); the derived half width is recomputed."""
+        return cls(saved["mean"], saved["low"], saved["high"], saved["n"], saved.get("confidence", CONFIDENCE))
+
 
 def ratio_interval(ratios: list[float], confidence: float = CONFIDENCE) -> RatioInterval:
     """Mean of ``ratios`` with a t-based ``confidence`` interval: mean +- t(1 - a/2, n - 1) * s / sqrt(n)."""
