@@ -81,7 +81,7 @@ def run(settings: Settings, method: str, precision: str, builds: int,
     """``builds`` fresh builds of one cell, each timed in ``settings.ab_blocks`` interleaved blocks."""
     from benchmarks.interleave import run_ab
 
-    fixed = replace(settings, ab_min_blocks=settings.ab_blocks, ab_half_width=0.0)
+    fixed = replace(settings, ab_builds=1, ab_min_blocks=settings.ab_blocks, ab_half_width=0.0)
     work = Workload(fixed)
     step_s = []
     for build in range(builds):

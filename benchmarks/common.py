@@ -54,11 +54,14 @@ class Settings:
     scaling_steps: int = 2
     strategies: tuple[str, ...] = ()
     sections: tuple[str, ...] = ("strategies", "ab", "e2e", "scaling", "cache")
-    # interleaved A/B per-step timing: blocks of one step give the most pairs (degrees of freedom) per step spent
+    # interleaved A/B per-step timing: blocks of one step give the most pairs (degrees of freedom) per step spent;
+    # each cell is built afresh ab_builds times (at most), ab_blocks blocks (one rotation of the 3 sides) each
     ab_methods: tuple[str, ...] = ("full", "bitfit", "lora", "prefix", "ia3")
     ab_warmup: int = 2
-    ab_blocks: int = 30
-    ab_min_blocks: int = 9
+    ab_builds: int = 6
+    ab_min_builds: int = 4
+    ab_blocks: int = 3
+    ab_min_blocks: int = 3
     ab_half_width: float = 0.03
     ab_block_steps: int = 1
     ab_resume_steps: int = 1

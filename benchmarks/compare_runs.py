@@ -7,14 +7,16 @@
 Two runs agree on a ratio when their 95% intervals overlap; the stricter reading, each run's mean inside the
 other's interval, gets its own column. Ratios present in only one run are listed as missing from the other.
 ``--trim 0.2`` recomputes every per-step ratio from the blocks' times as a 20%-trimmed mean with its
-Tukey-McLaughlin interval: if two runs disagree on the plain means but agree once a few stalled blocks are cut,
-the disagreement was outliers; if they still disagree, the runs' typical blocks differ.
+Tukey-McLaughlin interval (over build means where a cell ran several builds, over its block pairs otherwise):
+if two runs disagree on the plain means but agree once a few stalled blocks are cut, the disagreement was
+outliers; if they still disagree, the runs' typical blocks differ.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +33,7 @@ def ratios(figures: dict[str, Any], trim: float = 0.0) -> dict[str, Interval]:
     for result in figures.get("ab", []):
         for other, interval in result["ratios"].items():
             if trim:
-                times = result["step_s"]
-                interval = trimmed_ratio_interval(pair_ratios(times["ours"], times[other]), trim).as_dict()
+                interval = _trimmed(result, other, trim)
             found[f"per step ours / {other} ({result['method']}, {result['precision']})"] = interval
     for result in figures.get("e2e", []):
         where = f"({result['task']}, {result['method']})"
@@ -40,6 +41,15 @@ def ratios(figures: dict[str, Any], trim: float = 0.0) -> dict[str, Interval]:
         if "per_epoch" in result:
             found[f"end to end per epoch Trainer / ours {where}"] = result["per_epoch"]
     return found
+
+
+def _trimmed(result: dict[str, Any], other: str, trim: float) -> Interval:
+    """The trimmed reading of one per-step ratio: over build means where the cell ran several builds (as its own
+    interval is), else over its block pairs."""
+    builds = result.get("builds") or [result["step_s"]]
+    per_build = [pair_ratios(b["ours"], b[other]) for b in builds]
+    values = per_build[0] if len(per_build) == 1 else [statistics.fmean(r) for r in per_build]
+    return trimmed_ratio_interval(values, trim).as_dict()
 
 
 def _text(interval: Interval | None) -> str:

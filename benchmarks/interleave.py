@@ -37,8 +37,12 @@ the timing stops after the first whole rotation of the side order, from ``min_bl
 the loops are then stopped where they wait. The rule looks only at the intervals' widths, never at the ratios.
 
 **Ratios.** Pair ``i`` is ours' block ``i`` and the other side's block ``i``: the same batches, seconds apart.
-Its ratio is the other side's time per step over ours (speed of ours relative to it; > 1: ours is faster);
-:func:`benchmarks.intervals.ratio_interval` gives the mean over pairs with its 95% interval.
+Its ratio is the other side's time per step over ours (speed of ours relative to it; > 1: ours is faster).
+
+**Builds.** :func:`run_ab` builds the sides afresh ``ab_builds`` times per cell (at most) and times each build in
+``ab_blocks`` blocks; the reported figure is the mean of the builds' mean ratios with its 95% interval over builds
+(:func:`benchmarks.intervals.over_builds`), since blocks of one build share whatever that build fixed (measured:
+``python -m benchmarks.build_variance``). With one build it is the mean over pairs with their interval.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from benchmarks.common import Settings, Workload
-from benchmarks.intervals import RatioInterval, pair_ratios, ratio_interval
+from benchmarks.intervals import RatioInterval, builds_anova_p, over_builds, pair_ratios, ratio_interval
 from benchmarks.runners import Side, build_side
 
 MAIN = "main"
@@ -64,15 +68,17 @@ class Aborted(Exception):
     """Raised inside a side's thread when the interleaving stops early (another side failed)."""
 
 
-def schedule(sides: list[str], blocks: int) -> list[tuple[int, str]]:
+def schedule(sides: list[str], blocks: int, offset: int = 0) -> list[tuple[int, str]]:
     """The order of the timed blocks: ``(block, side)`` for block 0, 1, ..., each side once per block.
 
     The side order rotates by one each block (two sides: A B, B A, A B, ...), so that no side always follows the
     same other one (caches, allocator state) and a drift of the machine's speed within a pair of blocks cancels over
-    two blocks instead of always favouring the side that goes first.
+    two blocks instead of always favouring the side that goes first. ``offset`` starts the rotation further on (the
+    builds of one cell continue it where the previous build stopped).
     """
+    n = len(sides)
     return [(block, side) for block in range(blocks)
-            for side in sides[block % len(sides):] + sides[: block % len(sides)]]
+            for side in sides[(block + offset) % n:] + sides[: (block + offset) % n]]
 
 
 class Baton:
@@ -189,9 +195,10 @@ class Interleaver:
             raise RuntimeError(f"interleaved timing: side {name!r} ran out of batches before its turn ended")
 
     def run(self, warmup: int, blocks: int, block_steps: int, enough: Enough | None = None,
-            min_blocks: int = 0, resume_steps: int = 0) -> dict[str, list[float]]:
+            min_blocks: int = 0, resume_steps: int = 0, offset: int = 0) -> dict[str, list[float]]:
         """Warm-up turns, then the timed blocks in :func:`schedule` order; returns each side's seconds per step,
-        one figure per timed block. Each block starts with ``resume_steps`` untimed steps.
+        one figure per timed block. Each block starts with ``resume_steps`` untimed steps; ``offset`` starts the side
+        order's rotation that many blocks on (:func:`schedule`).
 
         Without ``enough`` all ``blocks`` run, then each loop runs to its end. With it, after every whole rotation
         of the side order from ``min_blocks`` blocks on, ``enough(times so far)`` may end the timing early (a
@@ -202,9 +209,9 @@ class Interleaver:
         for name in names:
             self.turn(name, warmup)
         done = 0
-        for block, name in schedule(names, blocks):
+        for block, name in schedule(names, blocks, offset):
             self.turn(name, block_steps, resume_steps)
-            if name != names[(block - 1) % len(names)]:
+            if name != names[(block + offset - 1) % len(names)]:
                 continue  # the block's last side (the order rotates by one each block) has not run yet
             done = block + 1
             rotation_done = done >= min_blocks and done % len(names) == 0 and done < blocks
@@ -229,34 +236,50 @@ class Interleaver:
 
 @dataclass
 class ABResult:
-    """One method in one precision: seconds per step of every block, and each comparison's ratio interval."""
+    """One method in one precision: seconds per step of every block of every build, and each comparison's ratio
+    interval (over build means when the cell ran two builds or more, :func:`benchmarks.intervals.over_builds`)."""
 
     method: str
     precision: str
-    step_s: dict[str, list[float]]
+    builds: list[dict[str, list[float]]]
     ratios: dict[str, RatioInterval]
     trainable: dict[str, int | None]
     optimizer_bytes: dict[str, int | None]
     build_s: dict[str, float]
     threads: dict[str, list[int]] = field(default_factory=dict)
+    # The interval over every block pair as if one build (what one-build runs reported), and the one-way ANOVA
+    # p of the pairs over builds: small when builds differ by more than their blocks do.
+    block_ratios: dict[str, RatioInterval] = field(default_factory=dict)
+    anova_p: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def step_s(self) -> dict[str, list[float]]:
+        """Every block's seconds per step, builds in order."""
+        return {name: [t for build in self.builds for t in build[name]] for name in self.builds[0]}
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "method": self.method, "precision": self.precision, "step_s": self.step_s,
-            "ratios": {k: v.as_dict() for k, v in self.ratios.items()}, "trainable": self.trainable,
-            "optimizer_bytes": self.optimizer_bytes, "build_s": self.build_s, "threads": self.threads,
+            "method": self.method, "precision": self.precision, "step_s": self.step_s, "builds": self.builds,
+            "ratios": {k: v.as_dict() for k, v in self.ratios.items()},
+            "block_ratios": {k: v.as_dict() for k, v in self.block_ratios.items()}, "anova_p": self.anova_p,
+            "trainable": self.trainable, "optimizer_bytes": self.optimizer_bytes, "build_s": self.build_s,
+            "threads": self.threads,
         }
 
 
-def run_ab(
-    settings: Settings, work: Workload, method: str, precision: str, others: tuple[str, ...] = ("plain", "trainer")
-) -> ABResult:
-    """Time ``ours`` against each of ``others`` in interleaved blocks, for one method in one precision."""
-    total = settings.ab_warmup + settings.ab_blocks * (settings.ab_resume_steps + settings.ab_block_steps)
+@dataclass
+class _Build:
+    step_s: dict[str, list[float]]
+    threads: dict[str, list[int]]
+    trainable: dict[str, int | None]
+    optimizer_bytes: dict[str, int | None]
+    build_s: dict[str, float]
 
-    def enough(step_s: dict[str, list[float]]) -> bool:
-        return all(ratio_interval(pair_ratios(step_s["ours"], step_s[o])).half_width <= settings.ab_half_width
-                   for o in others)
+
+def _time_build(settings: Settings, work: Workload, method: str, precision: str, others: tuple[str, ...],
+                enough: Enough | None, offset: int) -> _Build:
+    """Build the sides afresh (models, optimizers, loop threads), time them in interleaved blocks, free them."""
+    total = settings.ab_warmup + settings.ab_blocks * (settings.ab_resume_steps + settings.ab_block_steps)
     names = ["ours", *others]
     sides: dict[str, Side] = {}
     with warnings.catch_warnings():
@@ -265,19 +288,55 @@ def run_ab(
             for name in names:
                 sides[name] = build_side(name, settings, work, method, precision, total)
             interleaver = Interleaver(sides)
-            step_s = interleaver.run(settings.ab_warmup, settings.ab_blocks, settings.ab_block_steps,
-                                     enough if settings.ab_half_width > 0 else None, settings.ab_min_blocks,
-                                     settings.ab_resume_steps)
+            step_s = interleaver.run(settings.ab_warmup, settings.ab_blocks, settings.ab_block_steps, enough,
+                                     settings.ab_min_blocks, settings.ab_resume_steps, offset)
             threads = {name: sorted(turns.threads) for name, turns in interleaver.turns.items()}
+            return _Build(step_s, threads, {n: s.trainable for n, s in sides.items()},
+                          {n: s.optimizer_bytes for n, s in sides.items()}, {n: s.build_s for n, s in sides.items()})
         finally:
-            result_meta = (
-                {n: s.trainable for n, s in sides.items()},
-                {n: s.optimizer_bytes for n, s in sides.items()},
-                {n: s.build_s for n, s in sides.items()},
-            )
             for side in sides.values():
                 side.close()
             sides.clear()
             gc.collect()
-    ratios = {other: ratio_interval(pair_ratios(step_s["ours"], step_s[other])) for other in others}
-    return ABResult(method, precision, step_s, ratios, *result_meta, threads=threads)
+
+
+def run_ab(
+    settings: Settings, work: Workload, method: str, precision: str, others: tuple[str, ...] = ("plain", "trainer")
+) -> ABResult:
+    """Time ``ours`` against each of ``others`` in interleaved blocks, for one method in one precision.
+
+    With ``settings.ab_builds`` = 1, one build runs up to ``ab_blocks`` blocks, and the interval is over its block
+    pairs (the precision rule may stop it from ``ab_min_blocks`` on). With more, every build is made afresh and runs
+    ``ab_blocks`` blocks, the side order's rotation continuing across builds one block further each time (so that
+    the first block of successive builds starts with each side in turn); the interval is over the builds' mean
+    ratios, and from ``ab_min_builds`` builds on the cell stops once every such interval is within
+    ``ab_half_width``. Builds, not blocks, are then the independent draws: whatever one build fixes for its
+    lifetime (where its tensors landed, its threads' OpenMP teams) shifts all its blocks alike, and two same-commit
+    runs of one-build cells disagreed more often than their intervals allowed (``docs/performance.md``).
+    """
+    names = ["ours", *others]
+    rule = settings.ab_half_width > 0
+
+    def narrow(intervals: list[RatioInterval]) -> bool:
+        return all(i.half_width <= settings.ab_half_width for i in intervals)
+
+    def enough(step_s: dict[str, list[float]]) -> bool:
+        return narrow([ratio_interval(pair_ratios(step_s["ours"], step_s[o])) for o in others])
+
+    builds: list[_Build] = []
+    for build in range(settings.ab_builds):
+        one = settings.ab_builds == 1
+        builds.append(_time_build(settings, work, method, precision, others, enough if one and rule else None,
+                                  offset=build * (settings.ab_blocks + 1)))
+        per_build = {o: [pair_ratios(b.step_s["ours"], b.step_s[o]) for b in builds] for o in others}
+        if (not one and rule and len(builds) >= settings.ab_min_builds
+                and narrow([over_builds(per_build[o]) for o in others])):
+            break
+    ratios = {o: over_builds(per_build[o]) for o in others}
+    pooled = {o: ratio_interval([r for b in per_build[o] for r in b]) for o in others}
+    anova = {o: builds_anova_p(per_build[o]) for o in others} if len(builds) > 1 else {}
+    first = builds[0]
+    threads = {n: sorted({t for b in builds for t in b.threads[n]}) for n in names}
+    return ABResult(method, precision, [b.step_s for b in builds], ratios, first.trainable, first.optimizer_bytes,
+                    first.build_s, threads=threads, block_ratios=pooled,
+                    anova_p={o: p for o, p in anova.items() if p is not None})

@@ -75,6 +75,24 @@ def trimmed_ratio_interval(ratios: list[float], trim: float, confidence: float =
     return RatioInterval(float(stats.trim_mean(ratios, trim)), float(low), float(high), len(ratios), confidence)
 
 
+def over_builds(per_build: list[list[float]], confidence: float = CONFIDENCE) -> RatioInterval:
+    """The interval over builds' mean ratios (``per_build[b]``: build ``b``'s per-pair ratios; ``n`` = builds), the
+    one that holds where builds differ; with a single build, the interval over its pairs."""
+    if len(per_build) == 1:
+        return ratio_interval(per_build[0], confidence)
+    return ratio_interval([statistics.fmean(build) for build in per_build], confidence)
+
+
+def builds_anova_p(per_build: list[list[float]]) -> float | None:
+    """One-way ANOVA p of the per-pair ratios over builds (``scipy.stats.f_oneway``); ``None`` where it is
+    undefined (fewer than two builds, or a build of fewer than two pairs)."""
+    from scipy import stats
+
+    if len(per_build) < 2 or any(len(build) < 2 for build in per_build):
+        return None
+    return float(stats.f_oneway(*per_build).pvalue)
+
+
 def verdict(interval: RatioInterval, threshold: float) -> str:
     """PASS when the whole interval is at or above ``threshold``, SHORT when it is wholly below, else unresolved."""
     if interval.low >= threshold:

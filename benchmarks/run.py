@@ -49,8 +49,8 @@ AUTO = "auto"
 QUICK: dict[str, Any] = {
     "batch_size": 8, "max_length": 64, "warmup": 1, "steps": 2, "repeats": 2, "eval_batches": 1,
     "cache_examples": 32, "cache_epochs": 2, "scaling_sizes": (64, 128), "scaling_lengths": (32, 64),
-    "scaling_steps": 2, "ab_methods": ("full", "lora"), "ab_warmup": 1, "ab_blocks": 3, "ab_min_blocks": 3,
-    "ab_half_width": 0.0, "ab_block_steps": 1, "ab_resume_steps": 0,
+    "scaling_steps": 2, "ab_methods": ("full", "lora"), "ab_warmup": 1, "ab_builds": 2, "ab_min_builds": 2,
+    "ab_blocks": 3, "ab_min_blocks": 3, "ab_half_width": 0.0, "ab_block_steps": 1, "ab_resume_steps": 0,
     "e2e_methods": ("bitfit",), "e2e_repeats": 2, "e2e_epochs": 1, "e2e_patience": 1, "e2e_train_subset": 16,
     "e2e_max_length": 64,
 }
@@ -96,13 +96,19 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--methods", default=None, help=f"default {','.join(d.ab_methods)}")
     g.add_argument("--ab-sides", default="plain,trainer", help="sides compared with ours: plain, trainer")
     g.add_argument("--ab-warmup", type=_positive, default=None, help=f"untimed steps per side (default {d.ab_warmup})")
+    g.add_argument("--builds", type=_positive, default=None,
+                   help=f"most fresh builds of the sides per method and precision; 2 or more: the interval is over "
+                        f"build means (default {d.ab_builds}; 1: one build, interval over its blocks)")
+    g.add_argument("--min-builds", type=_positive, default=None,
+                   help=f"fewest builds before the precision rule may stop (default {d.ab_min_builds})")
     g.add_argument("--blocks", type=_positive, default=None,
-                   help=f"most timed blocks per side (default {d.ab_blocks})")
+                   help=f"timed blocks per side in each build (with --builds 1: the most; default {d.ab_blocks})")
     g.add_argument("--min-blocks", type=_positive, default=None,
-                   help=f"fewest timed blocks before the precision rule may stop (default {d.ab_min_blocks})")
+                   help=f"with --builds 1: fewest timed blocks before the precision rule may stop (default "
+                        f"{d.ab_min_blocks})")
     g.add_argument("--half-width", type=float, default=None,
-                   help=f"stop once every interval is within +- this fraction (0: always run --blocks; default "
-                        f"{d.ab_half_width})")
+                   help=f"stop once every interval is within +- this fraction (0: always run every build and block; "
+                        f"default {d.ab_half_width})")
     g.add_argument("--block-steps", type=_positive, default=None,
                    help=f"timed steps per block (default {d.ab_block_steps})")
     g.add_argument("--resume-steps", type=_non_negative, default=None,
@@ -124,6 +130,7 @@ def parser() -> argparse.ArgumentParser:
 OPTIONS = {  # argparse name -> Settings field, with the converter of comma-separated lists
     "batch_size": ("batch_size", None), "max_length": ("max_length", None), "steps": ("steps", None),
     "repeats": ("repeats", None), "methods": ("ab_methods", _names), "ab_warmup": ("ab_warmup", None),
+    "builds": ("ab_builds", None), "min_builds": ("ab_min_builds", None),
     "blocks": ("ab_blocks", None), "min_blocks": ("ab_min_blocks", None), "half_width": ("ab_half_width", None),
     "block_steps": ("ab_block_steps", None), "resume_steps": ("ab_resume_steps", None),
     "e2e_tasks": ("e2e_tasks", _names),
@@ -188,9 +195,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         p.error("--precisions: name at least one (32-true, bf16-mixed)")
     if not 0 <= settings.ab_half_width < 1:
         p.error(f"--half-width {settings.ab_half_width}: use a fraction in [0, 1), e.g. 0.03 for +-3% (0: no rule)")
-    if settings.ab_min_blocks > settings.ab_blocks:
+    if settings.ab_builds == 1 and settings.ab_min_blocks > settings.ab_blocks:
         p.error(f"--min-blocks {settings.ab_min_blocks} is above --blocks {settings.ab_blocks}: lower it or raise "
                 "--blocks")
+    if settings.ab_builds > 1 and settings.ab_min_builds > settings.ab_builds:
+        p.error(f"--min-builds {settings.ab_min_builds} is above --builds {settings.ab_builds}: lower it or raise "
+                "--builds")
     unknown = set(settings.sections) - set(SECTIONS)
     if unknown:
         p.error(f"--sections: unknown {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)} (the old "

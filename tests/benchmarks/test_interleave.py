@@ -95,3 +95,50 @@ def test_without_the_rule_every_block_runs():
     sides = {name: FakeSide(name, 1 + 4, [], []) for name in ("a", "b")}
     per_step = Interleaver(sides).run(1, 4, 1, None, min_blocks=2)  # type: ignore[arg-type]
     assert [len(per_step[name]) for name in ("a", "b")] == [4, 4]
+
+
+def test_schedule_offset_continues_the_rotation():
+    sides = ["ours", "plain", "trainer"]
+    assert schedule(sides, 2, offset=3) == schedule(sides, 2)
+    assert schedule(sides, 2, offset=1) == [(0, s) for s in ["plain", "trainer", "ours"]] + [
+        (1, s) for s in ["trainer", "ours", "plain"]]
+
+
+def _fake_builds(monkeypatch, ratios_per_build: list[float]) -> list[int]:
+    """Replace the timing of one build by blocks whose ratio plain/ours is the given one; record the offsets."""
+    from benchmarks import interleave
+
+    offsets: list[int] = []
+
+    def fake(settings, work, method, precision, others, enough, offset):
+        ratio = ratios_per_build[len(offsets)]
+        offsets.append(offset)
+        step_s = {"ours": [1.0] * settings.ab_blocks, "plain": [ratio] * settings.ab_blocks}
+        return interleave._Build(step_s, {"ours": [2], "plain": [2]}, {"ours": 5, "plain": 5}, {}, {})
+
+    monkeypatch.setattr(interleave, "_time_build", fake)
+    return offsets
+
+
+def test_the_build_rule_stops_from_min_builds_once_the_interval_over_builds_is_narrow(monkeypatch):
+    from benchmarks.common import Settings
+    from benchmarks.interleave import run_ab
+
+    offsets = _fake_builds(monkeypatch, [1.0, 1.01, 1.0, 1.01, 1.0, 1.01])
+    settings = Settings(ab_builds=6, ab_min_builds=3, ab_blocks=3, ab_half_width=0.03)
+    result = run_ab(settings, None, "full", "32-true", others=("plain",))  # type: ignore[arg-type]
+    # Builds 1.0, 1.01, 1.0: mean 1.0033, half width t(2) * 0.00577 / sqrt(3) = 1.4% <= 3%: stop at 3. Each
+    # build starts its rotation one block further than where the previous one stopped (a new side first).
+    assert offsets == [0, 4, 8] and len(result.builds) == 3 and result.ratios["plain"].n == 3
+    assert result.block_ratios["plain"].n == 9
+
+
+def test_wide_build_means_run_every_build(monkeypatch):
+    from benchmarks.common import Settings
+    from benchmarks.interleave import run_ab
+
+    offsets = _fake_builds(monkeypatch, [1.0, 1.2, 0.9, 1.1])
+    settings = Settings(ab_builds=4, ab_min_builds=2, ab_blocks=2, ab_half_width=0.03)
+    result = run_ab(settings, None, "full", "32-true", others=("plain",))  # type: ignore[arg-type]
+    assert offsets == [0, 3, 6, 9] and result.ratios["plain"].n == 4
+    assert result.ratios["plain"].mean == pytest.approx(1.05)
