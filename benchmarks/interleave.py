@@ -40,9 +40,11 @@ the loops are then stopped where they wait. The rule looks only at the intervals
 Its ratio is the other side's time per step over ours (speed of ours relative to it; > 1: ours is faster).
 
 **Builds.** :func:`run_ab` builds the sides afresh ``ab_builds`` times per cell (at most) and times each build in
-``ab_blocks`` blocks; the reported figure is the mean of the builds' mean ratios with its 95% interval over builds
-(:func:`benchmarks.intervals.over_builds`), since blocks of one build share whatever that build fixed (measured:
-``python -m benchmarks.build_variance``). With one build it is the mean over pairs with their interval.
+``ab_blocks`` blocks, after ``ab_settle_blocks`` blocks that run in the rotation but are not kept (the first blocks
+after a build are the noisy ones); the reported figure is the mean of the builds' mean ratios with its 95%
+interval over builds (:func:`benchmarks.intervals.over_builds`), since blocks of one build share whatever that
+build fixed (measured: ``python -m benchmarks.build_variance``). With one build it is the mean over pairs with
+their interval.
 """
 
 from __future__ import annotations
@@ -195,37 +197,38 @@ class Interleaver:
             raise RuntimeError(f"interleaved timing: side {name!r} ran out of batches before its turn ended")
 
     def run(self, warmup: int, blocks: int, block_steps: int, enough: Enough | None = None,
-            min_blocks: int = 0, resume_steps: int = 0, offset: int = 0) -> dict[str, list[float]]:
-        """Warm-up turns, then the timed blocks in :func:`schedule` order; returns each side's seconds per step,
-        one figure per timed block. Each block starts with ``resume_steps`` untimed steps; ``offset`` starts the side
-        order's rotation that many blocks on (:func:`schedule`).
+            min_blocks: int = 0, resume_steps: int = 0, offset: int = 0, settle: int = 0) -> dict[str, list[float]]:
+        """Warm-up turns, then the blocks in :func:`schedule` order; returns each side's seconds per step, one figure
+        per timed block. Each block starts with ``resume_steps`` untimed steps; ``offset`` starts the side order's
+        rotation that many blocks on (:func:`schedule`). The first ``settle`` blocks run like the others, in the
+        rotation, but are left out of the figures: the first blocks after the sides are built are the noisy ones.
 
-        Without ``enough`` all ``blocks`` run, then each loop runs to its end. With it, after every whole rotation
-        of the side order from ``min_blocks`` blocks on, ``enough(times so far)`` may end the timing early (a
-        precision rule: stop once every interval is narrow enough); the loops are then stopped where they wait,
+        Without ``enough`` all ``settle + blocks`` blocks run, then each loop runs to its end. With it, after every
+        whole rotation of the timed blocks from ``min_blocks`` on, ``enough(times so far)`` may end the timing early
+        (a precision rule: stop once every interval is narrow enough); the loops are then stopped where they wait,
         their remaining batches never run.
         """
         names = list(self.sides)
         for name in names:
             self.turn(name, warmup)
         done = 0
-        for block, name in schedule(names, blocks, offset):
+        for block, name in schedule(names, settle + blocks, offset):
             self.turn(name, block_steps, resume_steps)
             if name != names[(block + offset - 1) % len(names)]:
                 continue  # the block's last side (the order rotates by one each block) has not run yet
-            done = block + 1
-            rotation_done = done >= min_blocks and done % len(names) == 0 and done < blocks
-            if enough is not None and rotation_done and enough(self._times(done)):
+            done = block + 1 - settle
+            rotation_done = min_blocks <= done < blocks and done % len(names) == 0
+            if enough is not None and rotation_done and enough(self._times(settle, done)):
                 self.abort()
-                return self._times(done)
+                return self._times(settle, done)
         for name in names:
             self.turn(name, math.inf)
             self.threads[name].join()
-        return self._times(done)
+        return self._times(settle, done)
 
-    def _times(self, blocks: int) -> dict[str, list[float]]:
-        # Turn 0 is the warm-up; the finishing turn has no end.
-        return {name: turns.per_step()[1 : blocks + 1] for name, turns in self.turns.items()}
+    def _times(self, settle: int, blocks: int) -> dict[str, list[float]]:
+        # Turn 0 is the warm-up, turns 1 .. settle the settling blocks; the finishing turn has no end.
+        return {name: turns.per_step()[1 + settle : 1 + settle + blocks] for name, turns in self.turns.items()}
 
     def abort(self) -> None:
         self.baton.abort()
@@ -279,7 +282,8 @@ class _Build:
 def _time_build(settings: Settings, work: Workload, method: str, precision: str, others: tuple[str, ...],
                 enough: Enough | None, offset: int) -> _Build:
     """Build the sides afresh (models, optimizers, loop threads), time them in interleaved blocks, free them."""
-    total = settings.ab_warmup + settings.ab_blocks * (settings.ab_resume_steps + settings.ab_block_steps)
+    blocks = settings.ab_settle_blocks + settings.ab_blocks
+    total = settings.ab_warmup + blocks * (settings.ab_resume_steps + settings.ab_block_steps)
     names = ["ours", *others]
     sides: dict[str, Side] = {}
     with warnings.catch_warnings():
@@ -289,7 +293,8 @@ def _time_build(settings: Settings, work: Workload, method: str, precision: str,
                 sides[name] = build_side(name, settings, work, method, precision, total)
             interleaver = Interleaver(sides)
             step_s = interleaver.run(settings.ab_warmup, settings.ab_blocks, settings.ab_block_steps, enough,
-                                     settings.ab_min_blocks, settings.ab_resume_steps, offset)
+                                     settings.ab_min_blocks, settings.ab_resume_steps, offset,
+                                     settings.ab_settle_blocks)
             threads = {name: sorted(turns.threads) for name, turns in interleaver.turns.items()}
             return _Build(step_s, threads, {n: s.trainable for n, s in sides.items()},
                           {n: s.optimizer_bytes for n, s in sides.items()}, {n: s.build_s for n, s in sides.items()})
@@ -307,8 +312,8 @@ def run_ab(
 
     With ``settings.ab_builds`` = 1, one build runs up to ``ab_blocks`` blocks, and the interval is over its block
     pairs (the precision rule may stop it from ``ab_min_blocks`` on). With more, every build is made afresh and runs
-    ``ab_blocks`` blocks, the side order's rotation continuing across builds one block further each time (so that
-    the first block of successive builds starts with each side in turn); the interval is over the builds' mean
+    ``ab_settle_blocks`` untimed then ``ab_blocks`` timed blocks, build ``b`` starting the side order's rotation ``b``
+    blocks on (so that successive builds start with each side in turn); the interval is over the builds' mean
     ratios, and from ``ab_min_builds`` builds on the cell stops once every such interval is within
     ``ab_half_width``. Builds, not blocks, are then the independent draws: whatever one build fixes for its
     lifetime (where its tensors landed, its threads' OpenMP teams) shifts all its blocks alike, and two same-commit
@@ -327,7 +332,7 @@ def run_ab(
     for build in range(settings.ab_builds):
         one = settings.ab_builds == 1
         builds.append(_time_build(settings, work, method, precision, others, enough if one and rule else None,
-                                  offset=build * (settings.ab_blocks + 1)))
+                                  offset=build))
         per_build = {o: [pair_ratios(b.step_s["ours"], b.step_s[o]) for b in builds] for o in others}
         if (not one and rule and len(builds) >= settings.ab_min_builds
                 and narrow([over_builds(per_build[o]) for o in others])):

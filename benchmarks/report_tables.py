@@ -73,7 +73,7 @@ def ab_tables(settings: Settings, results: list[ABResult], unregistered: list[st
         builds = (f"{settings.ab_min_builds} to {settings.ab_builds} fresh builds (stopped at the first where every "
                   f"interval is within +-{settings.ab_half_width:.0%})" if settings.ab_half_width > 0
                   else f"{settings.ab_builds} fresh builds")
-        blocks = f"{builds} of {settings.ab_blocks} blocks"
+        blocks = f"{builds} of {settings.ab_settle_blocks} settling (not kept) + {settings.ab_blocks} blocks"
         over = "mean over builds of each build's mean over its block pairs"
     print(f"\n== Per step, interleaved A/B: per build {settings.ab_warmup} warm-up steps, then {blocks} of "
           f"{settings.ab_resume_steps} untimed + {settings.ab_block_steps} timed steps per side, in the order "

@@ -50,7 +50,8 @@ QUICK: dict[str, Any] = {
     "batch_size": 8, "max_length": 64, "warmup": 1, "steps": 2, "repeats": 2, "eval_batches": 1,
     "cache_examples": 32, "cache_epochs": 2, "scaling_sizes": (64, 128), "scaling_lengths": (32, 64),
     "scaling_steps": 2, "ab_methods": ("full", "lora"), "ab_warmup": 1, "ab_builds": 2, "ab_min_builds": 2,
-    "ab_blocks": 3, "ab_min_blocks": 3, "ab_half_width": 0.0, "ab_block_steps": 1, "ab_resume_steps": 0,
+    "ab_blocks": 3, "ab_settle_blocks": 0, "ab_min_blocks": 3, "ab_half_width": 0.0, "ab_block_steps": 1,
+    "ab_resume_steps": 0,
     "e2e_methods": ("bitfit",), "e2e_repeats": 2, "e2e_epochs": 1, "e2e_patience": 1, "e2e_train_subset": 16,
     "e2e_max_length": 64,
 }
@@ -103,6 +104,8 @@ def parser() -> argparse.ArgumentParser:
                    help=f"fewest builds before the precision rule may stop (default {d.ab_min_builds})")
     g.add_argument("--blocks", type=_positive, default=None,
                    help=f"timed blocks per side in each build (with --builds 1: the most; default {d.ab_blocks})")
+    g.add_argument("--settle-blocks", type=_non_negative, default=None,
+                   help=f"blocks per build run after the warm-up but not kept (default {d.ab_settle_blocks})")
     g.add_argument("--min-blocks", type=_positive, default=None,
                    help=f"with --builds 1: fewest timed blocks before the precision rule may stop (default "
                         f"{d.ab_min_blocks})")
@@ -131,7 +134,8 @@ OPTIONS = {  # argparse name -> Settings field, with the converter of comma-sepa
     "batch_size": ("batch_size", None), "max_length": ("max_length", None), "steps": ("steps", None),
     "repeats": ("repeats", None), "methods": ("ab_methods", _names), "ab_warmup": ("ab_warmup", None),
     "builds": ("ab_builds", None), "min_builds": ("ab_min_builds", None),
-    "blocks": ("ab_blocks", None), "min_blocks": ("ab_min_blocks", None), "half_width": ("ab_half_width", None),
+    "blocks": ("ab_blocks", None), "settle_blocks": ("ab_settle_blocks", None),
+    "min_blocks": ("ab_min_blocks", None), "half_width": ("ab_half_width", None),
     "block_steps": ("ab_block_steps", None), "resume_steps": ("ab_resume_steps", None),
     "e2e_tasks": ("e2e_tasks", _names),
     "e2e_methods": ("e2e_methods", _names),

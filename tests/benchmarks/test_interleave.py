@@ -128,8 +128,8 @@ def test_the_build_rule_stops_from_min_builds_once_the_interval_over_builds_is_n
     settings = Settings(ab_builds=6, ab_min_builds=3, ab_blocks=3, ab_half_width=0.03)
     result = run_ab(settings, None, "full", "32-true", others=("plain",))  # type: ignore[arg-type]
     # Builds 1.0, 1.01, 1.0: mean 1.0033, half width t(2) * 0.00577 / sqrt(3) = 1.4% <= 3%: stop at 3. Each
-    # build starts its rotation one block further than where the previous one stopped (a new side first).
-    assert offsets == [0, 4, 8] and len(result.builds) == 3 and result.ratios["plain"].n == 3
+    # build starts its rotation one block further than the previous one (a new side first).
+    assert offsets == [0, 1, 2] and len(result.builds) == 3 and result.ratios["plain"].n == 3
     assert result.block_ratios["plain"].n == 9
 
 
@@ -140,5 +140,27 @@ def test_wide_build_means_run_every_build(monkeypatch):
     offsets = _fake_builds(monkeypatch, [1.0, 1.2, 0.9, 1.1])
     settings = Settings(ab_builds=4, ab_min_builds=2, ab_blocks=2, ab_half_width=0.03)
     result = run_ab(settings, None, "full", "32-true", others=("plain",))  # type: ignore[arg-type]
-    assert offsets == [0, 3, 6, 9] and result.ratios["plain"].n == 4
+    assert offsets == [0, 1, 2, 3] and result.ratios["plain"].n == 4
     assert result.ratios["plain"].mean == pytest.approx(1.05)
+
+
+def test_settling_blocks_run_in_the_rotation_but_are_left_out():
+    log: list = []
+    warmup, settle, blocks = 1, 2, 2
+    sides = {name: FakeSide(name, warmup + settle + blocks, log, []) for name in ("a", "b")}
+    per_step = Interleaver(sides).run(warmup, blocks, 1, settle=settle)  # type: ignore[arg-type]
+    # Warm-up a b; settling blocks a b, b a; timed blocks a b, b a: only the last two blocks are figures.
+    assert [name for name, _ in log] == ["a", "b", "a", "b", "b", "a", "a", "b", "b", "a"]
+    assert [len(per_step[name]) for name in ("a", "b")] == [2, 2]
+
+
+def test_the_precision_rule_counts_timed_blocks_only():
+    seen: list[int] = []
+    sides = {name: FakeSide(name, 1 + 2 + 10, [], []) for name in ("a", "b")}
+
+    def enough(times: dict[str, list[float]]) -> bool:
+        seen.append(len(times["a"]))
+        return True
+
+    per_step = Interleaver(sides).run(1, 10, 1, enough, min_blocks=2, settle=2)  # type: ignore[arg-type]
+    assert seen == [2] and [len(per_step[n]) for n in ("a", "b")] == [2, 2]
