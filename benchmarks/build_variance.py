@@ -13,6 +13,9 @@ differ by more than their blocks do. Run it twice (two processes) to see the pro
 read the runs together:
 
     python -m benchmarks.build_variance --combine process1.json process2.json
+
+``--by-position run.json`` reads a ``benchmarks.run --json`` file instead and prints how noisy each block position
+within a build is (why each build's first blocks settle, untimed: ``Settings.ab_settle_blocks``).
 """
 
 from __future__ import annotations
@@ -76,6 +79,24 @@ def combine(paths: list[str]) -> dict[str, Any]:
         for other in others}}
 
 
+def noise_by_position(figures: dict[str, Any]) -> dict[int, float]:
+    """Mean absolute deviation of each block pair's ratio from its cell's median ratio, by the block's position in
+    its build (0: the first kept block), over every cell and comparison of one ``benchmarks.run --json`` file
+    (builds as saved, or the one build of older files). Noisy first positions mean the sides have not settled."""
+    deviations: dict[int, list[float]] = {}
+    for cell in figures.get("ab", []):
+        builds = cell.get("builds") or [cell["step_s"]]
+        for other in cell["ratios"]:
+            per_build = [pair_ratios(b["ours"], b[other]) for b in builds]
+            median = statistics.median(r for build in per_build for r in build)
+            for build in per_build:
+                for position, ratio in enumerate(build):
+                    deviations.setdefault(position, []).append(abs(ratio - median))
+    if not deviations:
+        raise ValueError("no A/B cells in these figures: write them with python -m benchmarks.run --json <file>")
+    return {position: statistics.fmean(d) for position, d in sorted(deviations.items())}
+
+
 def run(settings: Settings, method: str, precision: str, builds: int,
         others: tuple[str, ...] = ("plain", "trainer")) -> dict[str, Any]:
     """``builds`` fresh builds of one cell, each timed in ``settings.ab_blocks`` interleaved blocks."""
@@ -111,6 +132,18 @@ def _main_combine(p: argparse.ArgumentParser, args: argparse.Namespace) -> dict[
     return combined
 
 
+def _main_by_position(p: argparse.ArgumentParser, paths: list[str]) -> dict[str, Any]:
+    found = {}
+    for path in paths:
+        try:
+            found[path] = noise_by_position(json.loads(Path(path).read_text()))
+        except (OSError, ValueError, KeyError) as error:
+            p.error(f"--by-position {path}: {error}")
+        print(f"{path}: mean |ratio - cell median| by block position: " + ", ".join(
+            f"{k} {v:.3f}" for k, v in found[path].items()))
+    return found
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     p.add_argument("--method", default="full")
@@ -121,9 +154,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--json", default=None)
     p.add_argument("--combine", nargs="+", default=None, metavar="JSON",
                    help="read saved runs (--json) of one cell, one per process, together instead of timing")
+    p.add_argument("--by-position", nargs="+", default=None, metavar="JSON",
+                   help="read benchmark runs (benchmarks.run --json) and print the block noise by position in a build")
     args = p.parse_args(argv)
     if args.combine:
         return _main_combine(p, args)
+    if args.by_position:
+        return _main_by_position(p, args.by_position)
     if args.builds < 2 or args.blocks < 2:
         p.error(f"--builds {args.builds} --blocks {args.blocks}: use at least 2 of each")
     quiet_libraries()

@@ -1,6 +1,6 @@
 """Speed and memory of pet_lightning next to what users would otherwise run, in one invocation.
 
-    python -m benchmarks.run                      # full run (measured: 20 min on 2 quiet cores with bf16)
+    python -m benchmarks.run                      # full run (measured: 27 min on 2 quiet cores with bf16)
     python -m benchmarks.run --quick              # smoke run (tiny batches, every section)
     python -m benchmarks.run --accelerator cuda   # on a GPU
 

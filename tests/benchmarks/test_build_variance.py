@@ -94,3 +94,21 @@ def test_combine_reads_saved_runs_together_and_refuses_different_cells(tmp_path,
     with pytest.raises(SystemExit):
         build_variance.main(["--combine", a])
     assert "at least two saved runs" in capsys.readouterr().err
+
+
+def test_noise_by_position_is_the_mean_absolute_deviation_from_the_cell_median(tmp_path, capsys):
+    # One cell, one comparison, two builds of three blocks; ours 1 s per step, plain's times give the ratios.
+    figures = {"ab": [{"ratios": {"plain": {}}, "builds": [
+        {"ours": [1.0, 1.0, 1.0], "plain": [1.3, 1.0, 1.02]},
+        {"ours": [1.0, 1.0, 1.0], "plain": [0.8, 0.98, 1.0]},
+    ]}]}
+    # Median of 1.3, 1.0, 1.02, 0.8, 0.98, 1.0 is 1.0: position 0 deviates 0.3 and 0.2, position 1 0 and 0.02.
+    noise = build_variance.noise_by_position(figures)
+    assert noise == pytest.approx({0: 0.25, 1: 0.01, 2: 0.01})
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(figures))
+    build_variance.main(["--by-position", str(path)])
+    assert "0 0.250, 1 0.010, 2 0.010" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        build_variance.main(["--by-position", str(tmp_path / "missing.json")])
+    assert "missing.json" in capsys.readouterr().err
