@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import Settings, Workload, progress, quiet_libraries
-from benchmarks.intervals import RatioInterval, pair_ratios, ratio_interval
+from benchmarks.intervals import RatioInterval, over_builds, pair_ratios, ratio_interval, saved_per_build
 
 
 def between_builds(ratios: list[list[float]]) -> dict[str, Any]:
@@ -44,7 +44,7 @@ def between_builds(ratios: list[list[float]]) -> dict[str, Any]:
         "builds": [ratio_interval(r).as_dict() for r in ratios],
         "pooled": ratio_interval([x for r in ratios for x in r]).as_dict(),
         # The interval that holds where builds differ: builds, not blocks, are the independent draws.
-        "over_build_means": ratio_interval(means).as_dict(),
+        "over_build_means": over_builds(ratios).as_dict(),
         "spread_of_build_means": max(means) - min(means),
         "f": float(anova.statistic), "p": float(anova.pvalue),
     }
@@ -85,9 +85,8 @@ def noise_by_position(figures: dict[str, Any]) -> dict[int, float]:
     (builds as saved, or the one build of older files). Noisy first positions mean the sides have not settled."""
     deviations: dict[int, list[float]] = {}
     for cell in figures.get("ab", []):
-        builds = cell.get("builds") or [cell["step_s"]]
         for other in cell["ratios"]:
-            per_build = [pair_ratios(b["ours"], b[other]) for b in builds]
+            per_build = saved_per_build(cell, other)
             median = statistics.median(r for build in per_build for r in build)
             for build in per_build:
                 for position, ratio in enumerate(build):

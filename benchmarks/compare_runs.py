@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from pathlib import Path
 from typing import Any
 
-from benchmarks.intervals import RatioInterval, pair_ratios, trimmed_ratio_interval
+from benchmarks.intervals import RatioInterval, build_values, saved_per_build, trimmed_ratio_interval
 from pet_lightning.reports.tables import markdown_table
 
 Interval = dict[str, float]
@@ -46,10 +45,7 @@ def ratios(figures: dict[str, Any], trim: float = 0.0) -> dict[str, Interval]:
 def _trimmed(result: dict[str, Any], other: str, trim: float) -> Interval:
     """The trimmed reading of one per-step ratio: over build means where the cell ran several builds (as its own
     interval is), else over its block pairs."""
-    builds = result.get("builds") or [result["step_s"]]
-    per_build = [pair_ratios(b["ours"], b[other]) for b in builds]
-    values = per_build[0] if len(per_build) == 1 else [statistics.fmean(r) for r in per_build]
-    return trimmed_ratio_interval(values, trim).as_dict()
+    return trimmed_ratio_interval(build_values(saved_per_build(result, other)), trim).as_dict()
 
 
 def _text(interval: Interval | None) -> str:

@@ -75,8 +75,8 @@ def schedule(sides: list[str], blocks: int, offset: int = 0) -> list[tuple[int, 
 
     The side order rotates by one each block (two sides: A B, B A, A B, ...), so that no side always follows the
     same other one (caches, allocator state) and a drift of the machine's speed within a pair of blocks cancels over
-    two blocks instead of always favouring the side that goes first. ``offset`` starts the rotation further on (the
-    builds of one cell continue it where the previous build stopped).
+    two blocks instead of always favouring the side that goes first. ``offset`` starts the rotation that many blocks
+    on (build ``b`` of a cell uses ``b``, so successive builds start with each side in turn).
     """
     n = len(sides)
     return [(block, side) for block in range(blocks)
@@ -328,9 +328,9 @@ def run_ab(
     def enough(step_s: dict[str, list[float]]) -> bool:
         return narrow([ratio_interval(pair_ratios(step_s["ours"], step_s[o])) for o in others])
 
+    one = settings.ab_builds == 1
     builds: list[_Build] = []
     for build in range(settings.ab_builds):
-        one = settings.ab_builds == 1
         builds.append(_time_build(settings, work, method, precision, others, enough if one and rule else None,
                                   offset=build))
         per_build = {o: [pair_ratios(b.step_s["ours"], b.step_s[o]) for b in builds] for o in others}

@@ -75,12 +75,22 @@ def trimmed_ratio_interval(ratios: list[float], trim: float, confidence: float =
     return RatioInterval(float(stats.trim_mean(ratios, trim)), float(low), float(high), len(ratios), confidence)
 
 
+def build_values(per_build: list[list[float]]) -> list[float]:
+    """The independent draws of a cell (``per_build[b]``: build ``b``'s per-pair ratios): the builds' mean ratios,
+    or a single build's pairs."""
+    return per_build[0] if len(per_build) == 1 else [statistics.fmean(build) for build in per_build]
+
+
+def saved_per_build(cell: dict[str, Any], other: str) -> list[list[float]]:
+    """Per-pair ratios of ours over ``other``, build by build, from one saved A/B cell of a ``benchmarks.run --json``
+    file (files written before builds hold one build, as ``step_s``)."""
+    return [pair_ratios(b["ours"], b[other]) for b in cell.get("builds") or [cell["step_s"]]]
+
+
 def over_builds(per_build: list[list[float]], confidence: float = CONFIDENCE) -> RatioInterval:
-    """The interval over builds' mean ratios (``per_build[b]``: build ``b``'s per-pair ratios; ``n`` = builds), the
-    one that holds where builds differ; with a single build, the interval over its pairs."""
-    if len(per_build) == 1:
-        return ratio_interval(per_build[0], confidence)
-    return ratio_interval([statistics.fmean(build) for build in per_build], confidence)
+    """The interval over builds' mean ratios (``n`` = builds, :func:`build_values`), the one that holds where builds
+    differ; with a single build, the interval over its pairs."""
+    return ratio_interval(build_values(per_build), confidence)
 
 
 def builds_anova_p(per_build: list[list[float]]) -> float | None:
