@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,11 +111,25 @@ def _trained_group(record: dict[str, Any]) -> str:
     return resource_group_for(int(record["train_examples"]))
 
 
+def _reported(record: dict[str, Any], metric: str) -> float:
+    """The record's ``metric`` on the reported split."""
+    report = record.get("report") or {}
+    if metric not in report:
+        raise SweepError(f"record {record.get('run_id', '?')} has no {metric!r} on its reported split (it has "
+                         f"{', '.join(sorted(report)) or 'none'}): rerun its sweep, or compare on a metric it has")
+    return float(report[metric])
+
+
 def build_report(
-    records: list[dict[str, Any]], baseline: str = "full", alpha: float = 0.05, split_configs: bool = False
+    records: list[dict[str, Any]], baseline: str = "full", alpha: float = 0.05, split_configs: bool = False,
+    metrics: Mapping[str, str] | None = None,
 ) -> Report:
     """Cells of (task, method, seed mode); each holds one configuration and one protocol (see
-    :func:`_separate_configs`), one score per seed. Failed runs are left out and listed."""
+    :func:`_separate_configs`), one score per seed. Failed runs are left out and listed.
+
+    ``metrics`` names, per task, the metric of ``record["report"]`` to score instead of the task's headline (a
+    paper's table may report another metric than the one that selected the model: STS-B Spearman, CB F1); the
+    report's ``headline`` then names that metric for the task."""
     failed = [str(r.get("run_id", "?")) for r in records if r.get("status", "ok") != "ok"]
     records = [r for r in records if r.get("status", "ok") == "ok"]
     if not records:
@@ -132,7 +147,8 @@ def build_report(
             tasks.append(task)
         if method not in methods:
             methods.append(method)
-        headline[task] = record["headline"]
+        metric = (metrics or {}).get(task)
+        headline[task] = metric or record["headline"]
         groups[task].add(_trained_group(record))
         cell = cells[(task, method, mode)]
         seed = int(record["seed"])
@@ -141,7 +157,7 @@ def build_report(
                 f"{task} / {method} ({mode} seeds) has seed {seed} twice (run {record.get('run_id', '?')}): keep one "
                 "record per run in the results file"
             )
-        score = float(record["score"])
+        score = float(record["score"]) if metric is None else _reported(record, metric)
         if math.isnan(score):
             # Constant predictions have no correlation with the labels: scored 0 (as torchmetrics scores MCC), and
             # listed, so a collapsed seed neither vanishes from the mean nor hides behind it.

@@ -15,6 +15,7 @@ import yaml
 from pet_lightning.reports.cells import Cell, Report
 from pet_lightning.reports.stats import mean_of, std_of
 from pet_lightning.reports.tables import markdown_table, write_csv
+from pet_lightning.reports.verdicts import FINDINGS_HEADER, Finding, finding_row
 from pet_lightning.sweeps.files import SweepError
 
 REPRODUCES, DIFFERS, UNTESTABLE = "reproduces", "does not reproduce", "not testable here"
@@ -148,6 +149,18 @@ def write_table(out: Path, name: str, header: list[str], rows: list[list[str]],
     (out / f"{name}.md").write_text(text, encoding="utf-8")
     write_csv(out / f"{name}.csv", csv_rows)
     return text, {name: out / f"{name}.md", f"{name}_csv": out / f"{name}.csv"}
+
+
+def findings_table(findings: Sequence[Finding], note: str = "") -> str:
+    """``## Findings``: one row per claim with its verdict, p, effect, MDE, the paper's effect and the seeds that
+    would detect it (:mod:`pet_lightning.reports.verdicts`), then what the four verdict words mean."""
+    rows = [finding_row(finding) for finding in findings]
+    legend = ("Verdicts: **reproduces** = significant in the paper's direction; **contradicted** = significant in "
+              "the opposite direction; **inconclusive** = not significant although the test could detect the "
+              "paper's effect (MDE at or below it); **underpowered** = not significant and the paper's effect is "
+              "below what this test could detect. Effects are signed so that + is the paper's direction.\n")
+    body = markdown_table(FINDINGS_HEADER, rows) if rows else "(no findings: no runs for the claims yet)\n"
+    return "## Findings\n\n" + body + "\n" + (note + "\n" if note else "") + legend
 
 
 def findings_section(findings: list[tuple[str, str, str]]) -> str:

@@ -6,9 +6,15 @@ import math
 
 import pytest
 
-from pet_lightning.studies.published import PUBLISHED_DIR, PublishedError, load_published
+from pet_lightning.studies.published import (
+    PUBLISHED_DIR,
+    PaperNames,
+    PublishedError,
+    load_published,
+    load_study_table,
+)
 
-HEADER = "row,task,value,std,setting"
+HEADER = "row,task,value,std,setting"  # the mark column is optional
 
 
 def _write(folder, name: str, lines: list[str]):
@@ -56,6 +62,8 @@ def test_missing_file_is_none(tmp_path):
 
 @pytest.mark.parametrize(("lines", "match"), [
     (["# c", "row,task,score,std,setting", "full_ft,sts-b,89.0,,"], "header"),
+    (["# c", "row,task,value,std,setting,note", "full_ft,sts-b,89.0,,,"], "header"),
+    (["# c", "row,task,value,std,setting,mark", "full_ft,sts-b,,,,"], "neither a value nor a mark"),
     (["# c", HEADER, "full_ft,sts-b,89.0,,", "bitfit,sts-b,eighty,,"], "not a number"),
     (["# c", HEADER, "full_ft,sts-b,89.0,abc,"], "not a number"),
     (["# c", HEADER, "full_ft,sts-b,89.0,,", "full_ft,sts-b,88.0,,"], "repeats"),
@@ -71,9 +79,59 @@ def test_published_error_is_a_value_error():
     assert issubclass(PublishedError, ValueError)
 
 
-def test_packaged_transferability_table1_loads():
-    assert (PUBLISHED_DIR / "transferability_table1.csv").is_file()
-    table = load_published("transferability_table1")
+SHARED = PUBLISHED_DIR.parents[3] / "shared" / "published"  # beside the checkout, as CI lays it
+# (figures, figures with a mark, figures with a std, paper rows) per table, counted from the seed's CSVs.
+EXPECTED = {
+    "eh_ft_table1": (130, 4, 0, 13),
+    "revisiting_table1": (20, 0, 20, 5),
+    "revisiting_table2": (80, 27, 75, 5),
+    "revisiting_table3": (12, 12, 0, 4),
+    "revisiting_table4": (15, 0, 15, 5),
+    "transferability_table1": (99, 3, 81, 9),
+    "transferability_table3": (52, 0, 52, 13),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_every_packaged_table_loads_without_loss(name):
+    table = load_published(name)
     assert table is not None
-    assert table.get("full_ft", "sts-b") == 89.0
-    assert "AkbarTajari" in table.citation
+    text = (PUBLISHED_DIR / f"{name}.csv").read_text(encoding="utf-8").splitlines()
+    data_lines = [line for line in text if line.strip() and not line.startswith("#")][1:]
+    assert len(table.figures) == len(data_lines)  # no figure lost, no line merged
+    figures = table.figures.values()
+    counts = (len(table.figures), sum(1 for f in figures if f.mark), sum(1 for f in figures if not math.isnan(f.std)),
+              len(table.rows))
+    assert counts == EXPECTED[name]
+    assert "EMNLP 2022" in table.citation
+
+
+def test_marks_and_empty_values_are_kept():
+    table3 = load_published("revisiting_table3")
+    assert table3.get("PT", "high") is None  # the paper prints a mark, no number
+    assert table3.mark("PT", "high") == "worse" and table3.mark("Adapter", "medium") == "no significant difference"
+    table2 = load_published("revisiting_table2")
+    assert table2.get("LoRA", "cb") == 82.05 and table2.std("LoRA", "cb") == 9.62
+    assert table2.mark("LoRA", "cb") == "significantly better than FT"
+    transfer = load_published("transferability_table1")
+    assert transfer.mark("BitFit", "qnli") == "from Ben Zaken et al. 2022 (BitFit paper)"
+    assert transfer.get("Full-FT", "sts-b") == 89.0 and transfer.std("Full-FT", "sts-b") == 0.5
+
+
+def test_study_table_reads_in_our_names():
+    names = PaperNames(rows={"full": "FT", "prefix": "PT"}, settings={"1-2/headline": "1-2/accuracy"})
+    table = load_study_table("revisiting_table1", names)
+    assert table.get("full", "rte", "1-2/headline") == 79.28
+    assert table.get("prefix", "rte", "2-2/loss") == 66.19
+    assert table.get("lora", "rte", "2-2/loss") is None  # not mapped: no published row for it
+
+
+def test_paper_names_refuse_two_methods_on_one_row():
+    with pytest.raises(ValueError, match="mapped from both"):
+        PaperNames(rows={"full": "FT", "full_ft": "FT"})
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="the shared published tables are not beside this checkout")
+def test_packaged_tables_are_the_shared_transcriptions():
+    for name in EXPECTED:
+        assert (PUBLISHED_DIR / f"{name}.csv").read_bytes() == (SHARED / f"{name}.csv").read_bytes()
