@@ -7,10 +7,13 @@ classes know. The one-word default ``minilm`` resolves to the all-MiniLM-L6-v2 w
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import logging
 import os
 from pathlib import Path
 
+import torch
 from transformers import (
     AutoConfig,
     AutoModelForMultipleChoice,
@@ -20,6 +23,7 @@ from transformers import (
     PreTrainedModel,
 )
 
+from pet_lightning.paths import from_start
 from pet_lightning.tasks import TaskSpec
 
 DEFAULT_BACKBONE = "minilm"
@@ -41,10 +45,12 @@ def offline_model_dir() -> Path:
 
 
 def resolve_backbone(name: str) -> str:
-    """Hub name or local folder to load: ``minilm`` becomes the packaged folder, anything else is kept."""
+    """Hub name or local folder to load: ``minilm`` becomes the packaged folder, a relative local folder an absolute
+    one (relative to the folder the command started in), anything else is kept."""
     if name == DEFAULT_BACKBONE:
         return str(offline_model_dir())
-    return os.path.expanduser(name)
+    local = from_start(name)
+    return local if os.path.isdir(local) else os.path.expanduser(name)
 
 
 def _load(loader, name: str, what: str, **kwargs):
@@ -66,6 +72,41 @@ def _load(loader, name: str, what: str, **kwargs):
             f"path, or backbone '{DEFAULT_BACKBONE}' for the packaged offline model"
         )
         raise BackboneError(f"cannot load {what} for backbone {name!r}: {hint} ({type(err).__name__})") from None
+
+
+# Names of the task heads transformers initialises afresh on every load (they train, or a checkpoint restores them).
+FRESH_HEAD_PREFIXES = ("classifier.", "pre_classifier.", "sequence_summary.")
+
+
+class _FreshHeadReport(logging.Filter):
+    """Drops transformers' load report when all it lists is the task head as MISSING, which is by design here (it
+    reads "Consider training on your downstream task" on every load); any other finding of the report still shows."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if "LOAD REPORT" not in text:
+            return True
+        rows = [line for line in text.splitlines()[1:] if "|" in line and not line.startswith(("Key", "-"))]
+        return not rows or not all(
+            "MISSING" in row and row.split("|")[0].strip().startswith(FRESH_HEAD_PREFIXES) for row in rows
+        )
+
+
+@contextlib.contextmanager
+def _quiet_model_load():
+    """For one model load only: no fresh-head report, no per-file progress bar (nothing global is changed)."""
+    from transformers.utils import logging as hf_logging
+
+    logger, report_filter = logging.getLogger("transformers.modeling_utils"), _FreshHeadReport()
+    bar_was_on = hf_logging.is_progress_bar_enabled()
+    logger.addFilter(report_filter)
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        logger.removeFilter(report_filter)
+        if bar_was_on:
+            hf_logging.enable_progress_bar()
 
 
 def load_tokenizer(name: str):
@@ -118,7 +159,10 @@ def load_backbone(name: str, spec: TaskSpec, config: PretrainedConfig | None = N
     found, so the model is switched to training mode here.
     """
     config = config or load_config(name, spec)
-    model = _load(model_class_for(spec), name, "model", config=config)
+    with _quiet_model_load():
+        # float32 whatever the hub config declares (transformers 5 loads dtype="auto"): mixed precision keeps fp32
+        # master weights; half-precision weights would make bf16-mixed bf16-true, where small updates vanish.
+        model = _load(model_class_for(spec), name, "model", config=config, dtype=torch.float32)
     return model.train()
 
 

@@ -20,10 +20,13 @@ from pet_lightning.callbacks.resume import bind_resume
 from pet_lightning.checkpoints import load_checkpoint_file
 from pet_lightning.data import TaskDataModule
 from pet_lightning.module import PETModule
+from pet_lightning.paths import from_start
 
 SHOW_TIPS_ENV = "PET_LIGHTNING_TIPS"
 """Set to 1 to see Lightning's advertising tips (litlogger, litmodels), which the CLI hides by default."""
 LIGHTNING_TIP_PREFIX = "💡 Tip:"
+# Values of ckpt_path that Lightning resolves itself: names, not files.
+_CKPT_PATH_NAMES = ("best", "last", "hpc")
 # rank_zero_info() logs through the logger of lightning_utilities' rank_zero module, which Lightning renames to its
 # own module's name when it imports (pytorch after fabric); filtering both covers either import order.
 _RANK_ZERO_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
@@ -56,16 +59,32 @@ class PETLightningCLI(LightningCLI):
         parser.link_arguments("model.backbone", "data.init_args.backbone")
         parser.link_arguments("data.task", "model.task", apply_on="instantiate")
 
+    def before_instantiate_classes(self) -> None:
+        # `--trainer.enable_progress_bar=false` over a config that lists a progress bar (the quickstart's
+        # RichProgressBar) means "no bar": drop it, where Lightning would refuse the pair with a traceback.
+        subcommand = self.config.get("subcommand")
+        trainer = (self.config[subcommand] if subcommand else self.config).get("trainer")
+        if trainer is not None and trainer.get("enable_progress_bar") is False and trainer.get("callbacks"):
+            trainer.callbacks = [callback for callback in trainer.callbacks
+                                 if not str(callback.get("class_path", "")).endswith("ProgressBar")]
+
     def _parse_ckpt_path(self) -> None:
         # Lightning reads --ckpt_path's hyper-parameters with a bare torch.load before any of our code runs: check the
         # file first, so that a truncated, corrupt or pickled one gets its one line naming the file.
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if ckpt_path and os.path.isfile(ckpt_path):
+        if ckpt_path and not _lightning_ckpt_name(ckpt_path):
+            # Fixed now to the folder the command started in: the fit reads it later, after any change of directory.
+            ckpt_path = self.config[subcommand]["ckpt_path"] = from_start(ckpt_path)
+        if ckpt_path and os.path.exists(ckpt_path):  # a folder gets its own line too
             load_checkpoint_file(ckpt_path, mmap=True)
         super()._parse_ckpt_path()
 
     def instantiate_trainer(self, **kwargs):
+        root = self._get(self.config_init, "trainer", default={}).get("default_root_dir")
+        if root and "default_root_dir" not in kwargs:
+            # Lightning writes logs and checkpoints there later, after any change of directory: fix the folder now.
+            kwargs["default_root_dir"] = from_start(root)
         trainer = super().instantiate_trainer(**kwargs)
         present = {type(callback) for callback in trainer.callbacks}
         # SubmissionWriter acts only on `predict`, where it writes the leaderboard file.
@@ -73,10 +92,24 @@ class PETLightningCLI(LightningCLI):
             if not any(issubclass(kind, required) for kind in present):
                 trainer.callbacks.append(required())
         bind_resume(trainer)  # auto-resume picks its checkpoint before fit runs any hook (callbacks/resume.py)
+        name_wandb_runs(trainer, self.model)
         # Callbacks the strategy cannot train without (AdaLoRA's budget schedule); see PeftStrategy.required_callbacks.
         needed = getattr(self.model.strategy, "required_callbacks", list)()
         trainer.callbacks += [callback for callback in needed if type(callback) not in present]
         return trainer
+
+
+def name_wandb_runs(trainer, model: PETModule) -> None:
+    """Fill ``{task}`` and ``{strategy}`` in a W&B logger's run name (the quickstart's
+    ``quickstart-{task}-{strategy}``) before its run starts, so that runs are named after what they train."""
+    strategy = model.strategy.config_dict()
+    label = strategy["name"]
+    if label == "peft":  # the peft class says more: peft-ia3, peft-lora...
+        label += "-" + str(strategy["config"]["class_path"]).rsplit(".", 1)[-1].removesuffix("Config").lower()
+    for logger in trainer.loggers:
+        init = getattr(logger, "_wandb_init", None)  # WandbLogger's arguments to wandb.init, read when the run starts
+        if isinstance(init, dict) and "{" in str(init.get("name") or ""):
+            init["name"] = logger._name = str(init["name"]).format(task=model.spec.name, strategy=label)
 
 
 @contextlib.contextmanager
@@ -95,12 +128,38 @@ def as_command_line(args: list[str]) -> Iterator[None]:
         sys.argv = saved
 
 
+def _lightning_ckpt_name(value: str) -> bool:
+    """Whether ``ckpt_path`` names a checkpoint Lightning finds itself (``last``, ``registry:<name>``), not a file."""
+    return value in _CKPT_PATH_NAMES or value.lower() == "registry" or value.lower().startswith("registry:")
+
+
+def absolute_config_args(args: list[str]) -> list[str]:
+    """``args`` with each ``--config`` file named relative to the folder the command started in made absolute.
+
+    jsonargparse reads a relative ``--config`` against the current directory, which a caller may have changed since
+    the command started. A value that names no file there (inline YAML, a missing file) is left as typed, so the
+    parser's own message reports it.
+    """
+    result, after_flag = [], False
+    for arg in args:
+        flag, equals, value = arg.partition("=")
+        if after_flag:
+            arg = _absolute_config(arg)
+        elif flag == "--config" and equals:
+            arg = f"--config={_absolute_config(value)}"
+        after_flag = arg == "--config"
+        result.append(arg)
+    return result
+
+
+def _absolute_config(value: str) -> str:
+    return from_start(value) if value and os.path.isfile(from_start(value)) else value
+
+
 def run_lightning(args: list[str] | None = None) -> PETLightningCLI:
     """``python cli.py fit|validate|test|predict ...``: ``args`` None reads ``sys.argv``, a list is run as if it were
     the command line."""
-    if args is None:
-        return _lightning_cli()
-    with as_command_line(list(args)):
+    with as_command_line(absolute_config_args(sys.argv[1:] if args is None else list(args))):
         return _lightning_cli()
 
 
@@ -109,7 +168,7 @@ def cli_from_config(config_path: str | Path) -> PETLightningCLI:
     without a saved config copy: for callers that drive ``fit`` / ``test`` themselves (a sweep trial, a benchmark)."""
     return PETLightningCLI(
         PETModule, TaskDataModule, subclass_mode_data=True, run=False, save_config_callback=None,
-        parser_kwargs={"parser_mode": "omegaconf"}, args=["--config", str(config_path)],
+        parser_kwargs={"parser_mode": "omegaconf"}, args=["--config", from_start(config_path)],
     )
 
 
@@ -124,5 +183,6 @@ def _lightning_cli() -> PETLightningCLI:
 
 
 __all__ = [
-    "PETLightningCLI", "SHOW_TIPS_ENV", "as_command_line", "cli_from_config", "hide_lightning_tips", "run_lightning",
+    "PETLightningCLI", "SHOW_TIPS_ENV", "as_command_line", "cli_from_config", "hide_lightning_tips", "name_wandb_runs",
+    "run_lightning",
 ]

@@ -12,9 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from pet_lightning.paths import DATA_DIR_ENV, from_start
 from pet_lightning.tasks import TaskSpec
-
-DATA_DIR_ENV = "PET_DATA_DIR"
 
 
 class DataError(ValueError):
@@ -22,9 +21,10 @@ class DataError(ValueError):
 
 
 def default_data_dir() -> str | None:
-    """The data root named by ``PET_DATA_DIR``, or None (then tasks load from the Hugging Face hub)."""
+    """The data root named by ``PET_DATA_DIR`` (absolute: a relative one means the folder the command started in), or
+    None (then tasks load from the Hugging Face hub)."""
     value = os.environ.get(DATA_DIR_ENV, "").strip()
-    return value or None
+    return from_start(value) if value else None
 
 
 def task_file(data_dir: str | os.PathLike, spec: TaskSpec, split: str) -> Path:

@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from pet_lightning.paths import from_start, start_dir
+
 
 class SweepError(ValueError):
     """A sweep file or results file that cannot be used; the message names the fix."""
@@ -38,14 +40,14 @@ _Loader.add_implicit_resolver(
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
+    named, path = path, Path(from_start(path))
     if not path.is_file():
-        raise SweepError(f"config file {path} does not exist: fix the path (relative to {Path.cwd()})")
+        raise SweepError(f"config file {named} does not exist: fix the path (relative to {start_dir()})")
     data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise SweepError(f"{path} holds a {type(data).__name__}, not a mapping of settings: fix the file")
+        raise SweepError(f"{named} holds a {type(data).__name__}, not a mapping of settings: fix the file")
     return data
 
 
