@@ -1,4 +1,5 @@
-"""Entry point: ``python cli.py fit --config configs/quickstart.yaml`` (also validate, test, predict)."""
+"""Entry point: ``python cli.py fit --config configs/quickstart.yaml`` (also validate, test, predict, sweep, study,
+report, audit, export; ``python cli.py --help`` lists them)."""
 
 import sys
 

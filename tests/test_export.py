@@ -95,7 +95,7 @@ def test_adapter_export_is_a_documented_safetensors_file_and_json(tmp_path):
     assert "classifier.weight" in tensors
     settings = json.loads((tmp_path / "strategy.json").read_text())
     assert settings == {"name": "adapter", "style": "houlsby", "reduction_factor": 32, "activation": "relu",
-                        "init_std": 0.01}
+                        "init_std": 0.01, "placement": "projection"}
     back = load_exported(tmp_path, learning_rate=1e-4).eval()
     assert torch.equal(logits(back), logits(module))
     assert back.hparams.learning_rate == 1e-4
