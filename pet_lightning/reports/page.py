@@ -13,7 +13,9 @@
   print) and the number of training steps (total and at the selected checkpoint);
 * ``figure4_seed_distributions.png`` (every seed's score with mean and ± std) and ``figure5_densities.png``
   (density of the scores per method);
-* ``report.md``: all of the above in one page. Runs under the leaky ``standard`` protocol are flagged everywhere.
+* ``report.md``: all of the above in one page, with the resolution of the reported split (examples, points per
+  example, a bootstrap interval over examples per cell: :mod:`pet_lightning.reports.examples`). Runs under the
+  leaky ``standard`` protocol are flagged everywhere.
 
 Scores are the reported split's headline metric at the checkpoint chosen on the selection split, × 100.
 """
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from pet_lightning.reports.cells import LEAKY_MARK, build_report
+from pet_lightning.reports.examples import resolution_section
 from pet_lightning.reports.figures import plot_densities, plot_seed_distributions
 from pet_lightning.reports.stats import DOWN, UP
 from pet_lightning.reports.tables import (
@@ -87,6 +90,9 @@ def write_report(records: list[dict[str, Any]], out: str | Path, baseline: str =
         paths[name] = out / f"{name}.md"
         paths[f"{name}_csv"] = out / f"{name}.csv"
         sections.append(f"## {titles[name]}\n\n{text}")
+    # Per-example predictions (runs since issue 34): what one example is worth, intervals over examples.
+    sections.append(resolution_section([r for r in records if r.get("status", "ok") == "ok"],
+                                       metrics=report.headline) + "\n")
     paths["figure4"] = plot_seed_distributions(report, out / "figure4_seed_distributions.png")
     paths["figure5"] = plot_densities(report, out / "figure5_densities.png")
     sections.append("## Figures\n\n![seed distributions](figure4_seed_distributions.png)\n\n"

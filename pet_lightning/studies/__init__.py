@@ -19,9 +19,9 @@ LAYOUTS = {
     "transferability_table3": "pet_lightning.studies.transferability:write_table3",
     "eh_ft_table1": "pet_lightning.studies.eh_ft:write_table1",
     "eh_ft_figure4": "pet_lightning.studies.tsne:write_figure4",
-    "revisiting_table1": "pet_lightning.studies.revisiting:write_table1",
+    "revisiting_table1": "pet_lightning.studies.revisiting_table1:write_table1",
     "revisiting_table2": "pet_lightning.studies.revisiting:write_table2",
-    "revisiting_table4": "pet_lightning.studies.revisiting:write_table4",
+    "revisiting_table4": "pet_lightning.studies.revisiting_table4:write_table4",
     "revisiting_figure3": "pet_lightning.studies.revisiting_figures:write_figure3",
     "revisiting_figure4": "pet_lightning.studies.revisiting:write_figure4",
     "revisiting_figure5": "pet_lightning.studies.revisiting_figures:write_figure5",
@@ -50,7 +50,11 @@ def study_of(records: list[dict[str, Any]]) -> str | None:
 
 
 def write_study_report(records: list[dict[str, Any]], out: str | Path, alpha: float = 0.05) -> dict[str, Path]:
-    """The report of the study the records belong to, in its paper's shape."""
+    """The report of the study the records belong to, in its paper's shape.
+
+    Every study's ``report.md`` ends with the resolution of the reported split: a layout adds it itself on the
+    metrics its tables compare (``StudyRuns.resolution``); one that does not gets it here, on each task's headline.
+    """
     study = study_of(records)
     if study is None:
         from pet_lightning.sweeps.files import SweepError
@@ -58,4 +62,13 @@ def write_study_report(records: list[dict[str, Any]], out: str | Path, alpha: fl
         names = sorted(str(record.get("study")) for record in records)
         raise SweepError(f"these records belong to no single study ({', '.join(sorted(set(names)))}): report each "
                          "study's results.jsonl on its own")
-    return layout_writer(study)(records, Path(out), alpha)
+    paths = layout_writer(study)(records, Path(out), alpha)
+    report = paths.get("report")
+    if report is not None and report.is_file():
+        from pet_lightning.reports.examples import SECTION_TITLE, resolution_section
+
+        text = report.read_text(encoding="utf-8")
+        if SECTION_TITLE not in text:
+            ok = [record for record in records if record.get("status", "ok") == "ok"]
+            report.write_text(text.rstrip("\n") + "\n\n" + resolution_section(ok), encoding="utf-8")
+    return paths

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from pet_lightning.studies import write_study_report
+from pet_lightning.sweeps.cost import add_plan_flags, plan_command
 from pet_lightning.sweeps.plan import SweepConfig
 from pet_lightning.sweeps.records import SweepError, load_results
 from pet_lightning.sweeps.runner import ENGINE_FLAGS, run_sweep
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--address", help="Ray cluster: 'auto' or '<head>:6379' (default: a local Ray instance)")
     for key, kind in ENGINE_FLAGS.items():
         parser.add_argument(f"--{key.replace('_', '-')}", type=kind, help=f"overrides the study file's {key}")
+    add_plan_flags(parser)
     return parser
 
 
@@ -37,10 +39,15 @@ def main(argv: list[str]) -> int:
         if sweep.study is None:
             raise SweepError(f"{args.config} names no study (a plain sweep file): run it with cli.py sweep")
         code = 0
+        overrides = {key: getattr(args, key) for key in ENGINE_FLAGS if getattr(args, key) is not None}
+        if args.plan:
+            return plan_command(sweep, args, overrides)
         if not args.report_only:
-            overrides = {key: getattr(args, key) for key in ENGINE_FLAGS if getattr(args, key) is not None}
             code = run_sweep(args.config, overrides=overrides, address=args.address, scale=args.scale)
         out = Path(args.report_out or Path(sweep.out) / "report")
+        if args.report_only and not sweep.results_path.is_file():
+            raise SweepError(f"no run of this study has finished at scale {sweep.scale} ({sweep.results_path} does "
+                             f"not exist): run it first, python cli.py study {args.config} --scale {sweep.scale}")
         paths = write_study_report(load_results(sweep.results_path), out, args.alpha)
     except (SweepError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

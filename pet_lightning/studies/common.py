@@ -10,17 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from pet_lightning.reports.cells import Cell, Report
+from pet_lightning.reports.examples import resolution_section
 from pet_lightning.reports.stats import mean_of, std_of
 from pet_lightning.reports.tables import markdown_table, write_csv
 from pet_lightning.reports.verdicts import FINDINGS_HEADER, Finding, finding_row
 from pet_lightning.sweeps.files import SweepError
+from pet_lightning.sweeps.records import PROVENANCE_PACKAGES
 
-REPRODUCES, DIFFERS, UNTESTABLE = "reproduces", "does not reproduce", "not testable here"
-# The same direction as the paper, but not significant at alpha (e.g. Kendall's tau over 4 rows can never be).
-INCONCLUSIVE = "same direction, not significant"
 COLLAPSE_MARK = "‡"
 
 
@@ -34,7 +31,11 @@ def fmt_p(p: float) -> str:
 
 @dataclass
 class StudyRuns:
-    """The records of one study at one scale, with what its report header states."""
+    """The records of one study at one scale, with what its report header states.
+
+    Everything the header says comes from the records (never from the environment the report is written in), so
+    a report regenerated from committed records is byte for byte the same.
+    """
 
     study: str
     scale: str
@@ -49,12 +50,20 @@ class StudyRuns:
         seeds = sorted({int(r["seed"]) for r in self.records})
         reused = [r for r in self.records if r.get("reused_from")]
         # A reused run trained once, for another sweep: say so, so that its time is not read as this study's.
-        sources = sorted({"/".join(Path(r["reused_from"]["results"]).parts[-3:-1]) for r in reused})
+        sources = sorted({"/".join(_source_folder(r["reused_from"]["results"])) for r in reused})
         shared = f" ({len(reused)} reused from the identical runs of {', '.join(sources)})" if reused else ""
         return (f"Scale `{self.scale}`, backbone {', '.join(self.backbones)}; {len(self.records)} runs{shared}, seeds "
                 f"{', '.join(map(str, seeds))}; protocol {', '.join(protocols)} (selected on "
                 f"{', '.join(monitors)} over the selection half, reported on the other half); summed run time "
-                f"{self.wall_s / 60:.1f} min. Scores: the reported split's headline metric x 100.")
+                f"{self.wall_s / 60:.1f} min. Scores: the reported split's metric x 100 (each table names its metric)."
+                "\n\n"
+                + provenance_text(self.records))
+
+    def resolution(self, metrics: dict[str, Any] | None = None, results_dir: str | Path | None = None) -> str:
+        """``## Resolution of the reported split`` of these runs (:func:`pet_lightning.reports.examples.
+        resolution_section`): ``metrics`` = task -> the ``report`` key(s) the layout's tables compare (e.g. a
+        built report's ``headline``); the predictions are read beside the results file the records came from."""
+        return resolution_section(self.records, results_dir, metrics)
 
 
 def study_runs(records: list[dict[str, Any]], study: str) -> StudyRuns:
@@ -73,15 +82,51 @@ def study_runs(records: list[dict[str, Any]], study: str) -> StudyRuns:
 
 
 def _backbones(records: list[dict[str, Any]]) -> list[str]:
-    names = set()
+    """The backbones the records name (records from before issue 34 name none: ``?``)."""
+    return sorted({str(record.get("backbone") or "?") for record in records})
+
+
+def _source_folder(results: str) -> tuple[str, ...]:
+    """The last two folders above a reused run's source results file (``..`` of a relative path left out)."""
+    return tuple(part for part in Path(results).parts[:-1] if part not in ("..", "."))[-2:]
+
+
+def _short_commit(commit: str) -> str:
+    base, dirty = commit.removesuffix("-dirty"), commit.endswith("-dirty")
+    # A locally modified tree ran the code: the commit alone does not name it.
+    return base[:12] + (" with uncommitted changes" if dirty else "")
+
+
+def _provenance_line(provenance: dict[str, Any]) -> str:
+    versions = provenance.get("versions") or {}
+    # The issue's order (torch, transformers, peft, lightning), then any other package a record names.
+    names = [*(name for name in PROVENANCE_PACKAGES if name in versions),
+             *sorted(name for name in versions if name not in PROVENANCE_PACKAGES)]
+    machine = f"CPU {provenance.get('cpu') or 'unknown'}"
+    if provenance.get("gpu"):
+        machine = f"GPU {provenance['gpu']}, {machine}"
+    return (f"code at commit {_short_commit(str(provenance.get('commit') or 'unknown'))}; "
+            f"{', '.join(f'{name} {versions[name]}' for name in names) or 'package versions unknown'}; "
+            f"machine {machine}")
+
+
+def provenance_text(records: list[dict[str, Any]]) -> str:
+    """What the runs came from, as their records say (``provenance``, written at run time): the code's commit,
+    the package versions and the machine; runs that differ are counted per combination, most runs first. Records
+    from before issue 34 carry none: said so, with their count."""
+    lines: dict[str, int] = defaultdict(int)
     for record in records:
-        path = Path(str(record.get("config_path", "")))
-        try:
-            config = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else {}
-        except yaml.YAMLError:
-            config = {}
-        names.add(str((config.get("model") or {}).get("backbone", "?")))
-    return sorted(names)
+        if isinstance(record.get("provenance"), dict):
+            lines[_provenance_line(record["provenance"])] += 1
+    missing = len(records) - sum(lines.values())
+    if not lines:
+        return f"Provenance: not recorded (the {len(records)} records are from before issue 34)."
+    absent = f"; {missing} of {len(records)} runs carry none (recorded before issue 34)" if missing else ""
+    if len(lines) == 1 and not missing:
+        return f"Provenance (from the records): {next(iter(lines))}."
+    ordered = sorted(lines.items(), key=lambda item: (-item[1], item[0]))
+    counted = [f"{count} run{'s' if count != 1 else ''}: {line}" for line, count in ordered]
+    return "Provenance (from the records): " + " / ".join(counted) + absent + "."
 
 
 def cell_text(cell: Cell | None) -> str:
@@ -161,9 +206,3 @@ def findings_table(findings: Sequence[Finding], note: str = "") -> str:
               "below what this test could detect. Effects are signed so that + is the paper's direction.\n")
     body = markdown_table(FINDINGS_HEADER, rows) if rows else "(no findings: no runs for the claims yet)\n"
     return "## Findings\n\n" + body + "\n" + (note + "\n" if note else "") + legend
-
-
-def findings_section(findings: list[tuple[str, str, str]]) -> str:
-    """``## Findings`` as a table of (claim, verdict, evidence)."""
-    rows = [[claim, f"**{verdict}**", evidence] for claim, verdict, evidence in findings]
-    return "## Findings\n\n" + markdown_table(["claim of the paper", "verdict here", "evidence"], rows)

@@ -1,10 +1,12 @@
-"""Report layouts of the "Revisiting Parameter-Efficient Tuning" study (Chen et al., EMNLP 2022).
+"""Report layouts of the "Revisiting Parameter-Efficient Tuning" study (Chen et al., EMNLP 2022): Tables 2 and 3
+and Figure 4 here; Table 1 in :mod:`~pet_lightning.studies.revisiting_table1`, Table 4 in
+:mod:`~pet_lightning.studies.revisiting_table4`; the claims Tables 2 and 3 test in
+:mod:`~pet_lightning.studies.revisiting_claims`.
 
-Table 2 (mean ± std, one-tailed Welch tests against full fine-tuning) and Table 3 (arrows per resource group) come
-from the same runs (study file ``revisiting_table2``); Table 4 (std by source of randomness) from
-``revisiting_table4``; Figures 3, 4, 5 and the iterations finding from their own study files. Methods are named
-``full``, ``adapter``, ``prefix``, ``lora``, ``bitfit`` as in ``configs/revisiting/``. Findings test the paper's
-claims on our numbers and say which reproduce.
+Table 2 (mean ± std, one-tailed Welch marks against full fine-tuning) and Table 3 (arrows per resource group) come
+from the same runs (study file ``revisiting_table2``). Methods are named ``full``, ``adapter``, ``prefix``,
+``lora``, ``bitfit`` as in ``configs/revisiting/``; :data:`REVISITING_NAMES` maps them, our settings and seed modes
+onto the paper's names, and names the paper's metric of each task, in one place for every table of the study.
 """
 
 from __future__ import annotations
@@ -13,260 +15,188 @@ import math
 from pathlib import Path
 from typing import Any
 
-from pet_lightning.reports.cells import GROUP_LABELS, build_report
+from pet_lightning.reports.cells import GROUP_LABELS, GROUPS, Report, build_report
 from pet_lightning.reports.figures import plot_seed_distributions
-from pet_lightning.reports.stats import kendall_tau, mean_of, paired_t_test, std_of
-from pet_lightning.reports.tables import BETTER, table2, table3, table4
-from pet_lightning.studies.common import (
-    DIFFERS,
-    INCONCLUSIVE,
-    REPRODUCES,
-    UNTESTABLE,
-    cell_mean,
-    collapse_note,
-    difference,
-    findings_section,
-    fmt,
-    fmt_p,
-    seed_average,
-    study_runs,
-    trainable_pct,
-    write_table,
+from pet_lightning.reports.stats import mean_of, std_of
+from pet_lightning.reports.tables import (
+    BETTER,
+    MARKS_TEST,
+    PAPER_MARKS,
+    SAME,
+    WORSE,
+    cell_marks,
+    table2_beside_paper,
+    table3,
 )
-from pet_lightning.studies.published import load_published
+from pet_lightning.reports.verdicts import cohen_kappa
+from pet_lightning.studies.common import collapse_note, findings_table, fmt, study_runs, trainable_pct, write_table
+from pet_lightning.studies.published import PaperNames, StudyTable, load_study_table
 
 PET_METHODS = ("adapter", "prefix", "lora", "bitfit")
 FIGURE4_TASKS = ("cb", "copa", "wsc", "rte")
+# The paper's Table 3 words as the arrows our Table 3 prints.
+GROUP_WORDS = {"better": BETTER, "no significant difference": SAME, "worse": WORSE}
+# The paper's resource groups (its Table 2 columns), to say which tasks its Table 3 arrows rest on.
+PAPER_GROUP_TASKS = {"low": ("cb", "copa", "wsc"), "medium": ("rte", "mrpc", "wic", "sts-b", "boolq"),
+                     "high": ("sst-2", "qnli", "qqp", "mnli")}
+REVISITING_NAMES = PaperNames(
+    rows={"full": "FT", "adapter": "Adapter", "prefix": "PT", "lora": "LoRA", "bitfit": "BitFit"},
+    # Table 1: our (selection half, criterion) -> the paper's "half/stopping metric" (RTE's headline is accuracy);
+    # Table 4: our seed modes -> the paper's sources of randomness.
+    settings={"1-2/loss": "1-2/loss", "2-2/loss": "2-2/loss", "1-2/headline": "1-2/accuracy",
+              "2-2/headline": "2-2/accuracy", "both": "global", "init": "weight_init", "order": "data_order"},
+    # The paper's caption: "F1 for CB and MRPC, Pearson for STS-B, accuracy otherwise (MNLI matched)". QQP's and CB's
+    # headlines differ (F1, the mean of accuracy and macro-F1), so every task the paper reports is named.
+    metrics={"cb": "macro_f1", "mrpc": "f1", "sts-b": "pearson", "copa": "accuracy", "wsc": "accuracy",
+             "rte": "accuracy", "wic": "accuracy", "boolq": "accuracy", "sst-2": "accuracy", "qnli": "accuracy",
+             "qqp": "accuracy", "mnli": "accuracy"},
+    metric_note=("Metrics, as the paper's caption states: CB F1 (our `macro_f1`, not the `avg_acc_f1` headline), "
+                 "MRPC F1, STS-B Pearson, accuracy otherwise (QQP accuracy, MNLI matched accuracy). A task the "
+                 "paper does not report keeps its headline and has no paper column."),
+)
+PAPER_METRIC = {"cb": "F1", "mrpc": "F1", "sts-b": "Pearson"}
+
+
+def paper_metric(task: str) -> str:
+    return PAPER_METRIC.get(task, "accuracy")
+
+
+def study_table(name: str) -> StudyTable | None:
+    return load_study_table(name, REVISITING_NAMES)
+
+
+def study_report(records: list[dict[str, Any]], alpha: float) -> Report:
+    """Cells scored on the paper's metric of each task (:data:`REVISITING_NAMES`)."""
+    tasks = {str(r["task"]) for r in records}
+    metrics = {task: metric for task, metric in REVISITING_NAMES.metrics.items() if task in tasks}
+    return build_report(records, baseline="full", alpha=alpha, metrics=metrics)
 
 
 def _page(out: Path, title: str, runs, sections: list[str]) -> Path:
+    sections = [*sections, runs.resolution(dict(REVISITING_NAMES.metrics))]  # on the metrics the tables compare
     (out / "report.md").write_text("\n".join([f"# {title}\n", runs.header + "\n", *sections]), encoding="utf-8")
     return out / "report.md"
 
 
-def _published_table(report, name: str) -> str:
-    """Ours beside the published figure and the difference, for every cell the stored table has."""
-    published = load_published(name)
-    if published is None:
-        return (f"Published figures: none stored for {name} (pet_lightning/studies/published/README.md says how "
-                "to add them); the findings below test the paper's claims on our numbers alone.\n")
-    rows = []
-    for task in report.tasks:
-        for method in report.methods:
-            paper = published.get(method, task)
-            if paper is not None:
-                ours = cell_mean(report.cell(task, method))
-                rows.append(f"| {task} | {method} | {fmt(ours)} | {fmt(paper)} | {difference(ours, paper)} |")
-    head = "| task | method | ours | paper | Δ |\n|---|---|---|---|---|\n"
-    return f"Published figures: {published.citation}\n\n" + head + "\n".join(rows) + "\n"
+def published_note(table: StudyTable | None, name: str) -> str:
+    if table is None:
+        return (f"Published figures: none stored for {name} (pet_lightning/studies/published/README.md says how to "
+                "add them).\n")
+    return f"Published figures: {table.citation} (`pet_lightning/studies/published/{name}.csv`).\n"
 
 
-def _group_findings(report, arrows: dict[tuple[str, str], str]) -> list[tuple[str, str, str]]:
-    findings = []
-    claims = (
-        ("high", "PET methods are not better than full fine-tuning on high-resource tasks", False,
-         "no high-resource (>= 10k training examples) task with 2+ seeds"),
-        ("low", "PET methods may beat full fine-tuning on low-resource tasks (some method ↗ in the low group)", True,
-         "no low-resource (< 1k training examples) task with 2+ seeds"),
-    )
-    for group, claim, wants_better, missing in claims:
-        marks = {m: arrows[(m, group)] for m in PET_METHODS if (m, group) in arrows}
-        if not marks:
-            findings.append((claim, UNTESTABLE, missing))
-            continue
-        better = any(arrow == BETTER for arrow in marks.values())
-        findings.append((claim, REPRODUCES if better == wants_better else DIFFERS,
-                         "; ".join(f"{m}: {arrow}" for m, arrow in marks.items())))
-    published = load_published("revisiting_table3")
-    claim = "our Table 3 arrows agree with the paper's"
-    if published is None:
-        findings.append((claim, UNTESTABLE, "the paper's Table 3 is not stored"))
-    else:
-        words = {"up": BETTER, "same": "→", "down": "↘"}
-        pairs = [(key, arrow, words.get(str(published.get(*key)))) for key, arrow in arrows.items()
-                 if published.get(*key) is not None]
-        agree = [key for key, arrow, theirs in pairs if arrow == theirs]
-        verdict = UNTESTABLE if not pairs else REPRODUCES if len(agree) == len(pairs) else DIFFERS
-        findings.append((claim, verdict, f"{len(agree)} of {len(pairs)} arrows agree"))
-    return findings
+def marks_agreement(report: Report, paper: StudyTable | None) -> str:
+    """How often our Table 2 marks equal the paper's, over the cells both have, with Cohen's kappa."""
+    if paper is None:
+        return ""
+    marks = cell_marks(report)
+    pairs = [(found["mark"], PAPER_MARKS.get(paper.mark(method, task) or "", ""))
+             for (task, method), found in marks.items() if paper.get(method, task) is not None]
+    if not pairs:
+        return "Marks against the paper's: no cell of ours is in the paper's Table 2.\n"
+    agree = sum(ours == theirs for ours, theirs in pairs)
+    kappa = cohen_kappa([o or "none" for o, _ in pairs], [t or "none" for _, t in pairs])
+    return (f"Marks against the paper's Table 2 (descriptive: the paper's own marks cannot all be re-derived from "
+            f"its mean ± std, and its n = 20 runs are not ours): {agree} of {len(pairs)} cells carry the same mark, "
+            f"Cohen's kappa {fmt(kappa, 2)}.\n")
 
 
-def _prefix_lags(report) -> tuple[str, str, str]:
-    claim = "prefix (prompt) tuning lags full fine-tuning (per-seed average over tasks, paired)"
-    ours, full = seed_average(report, "prefix", report.tasks), seed_average(report, "full", report.tasks)
-    seeds = sorted(set(ours) & set(full))
-    if len(seeds) < 2:
-        return claim, UNTESTABLE, "needs prefix and full runs of 2+ common seeds on every task"
-    t, p = paired_t_test([ours[s] for s in seeds], [full[s] for s in seeds], "less")
-    gap = mean_of([ours[s] - full[s] for s in seeds])
-    verdict = REPRODUCES if p < report.alpha else INCONCLUSIVE if gap < 0 else DIFFERS
-    return claim, verdict, f"prefix - full = {gap:+.2f} over seeds {', '.join(map(str, seeds))}; p = {fmt_p(p)}"
+def table3_agreement(report: Report, rows: list[dict[str, Any]], paper: StudyTable | None) -> tuple[str, int, int,
+                                                                                                      float]:
+    """``(sentence, agree, pairs, kappa)``: our Table 3 arrows against the paper's words (B3 of the review: the
+    words are read from ``mark``, mapped to arrows, in the paper's row names)."""
+    if paper is None:
+        return "Agreement with the paper's Table 3: not stored.\n", 0, 0, math.nan
+    pairs = [(row["method"], row["group"], row["trend"], GROUP_WORDS.get(paper.mark(row["method"], row["group"])
+                                                                         or "")) for row in rows]
+    pairs = [p for p in pairs if p[3] is not None]
+    agree = sum(ours == theirs for _m, _g, ours, theirs in pairs)
+    kappa = cohen_kappa([p[2] for p in pairs], [p[3] for p in pairs])
+    ours_tasks = "; ".join(f"{g}: {', '.join(t for t in report.tasks if report.group_of(t) == g)}"
+                           for g in GROUPS if any(report.group_of(t) == g for t in report.tasks))
+    theirs_tasks = "; ".join(f"{g}: {', '.join(tasks)}" for g, tasks in PAPER_GROUP_TASKS.items())
+    text = (f"Agreement with the paper's Table 3: **{agree} of {len(pairs)}** arrows agree, Cohen's kappa "
+            f"**{fmt(kappa, 2)}** (agreement beyond chance; 1 = all agree, 0 = what chance gives). The groups hold "
+            f"different tasks (ours {ours_tasks}; the paper's {theirs_tasks}), so this is a comparison of verdicts, "
+            "not a test of the paper's.\n")
+    return text, agree, len(pairs), kappa
 
 
-def fewer_parameters_finding(report, pct: dict[str, float], methods: list[str]) -> tuple[str, str, str]:
-    """Kendall's tau between % trainable parameters and the std over seeds (mean over tasks) of ``methods``."""
-    claim = "fewer trainable parameters -> lower std over seeds"
-    pairs = []
-    for method in methods:
-        stds = [std_of(report.cell(t, method).values) for t in report.tasks if report.cell(t, method)]
-        stds = [s for s in stds if not math.isnan(s)]
-        if stds and method in pct:
-            pairs.append((method, pct[method], mean_of(stds)))
-    if len(pairs) < 3:
-        return claim, UNTESTABLE, f"{len(pairs)} method(s) with a std and a parameter count; tau needs 3+"
-    tau, p = kendall_tau([x for _, x, _ in pairs], [y for _, _, y in pairs])
-    verdict = REPRODUCES if tau > 0 and p < report.alpha else INCONCLUSIVE if tau > 0 else DIFFERS
-    listed = ", ".join(f"{m} {x:.3g}% std {y:.2f}" for m, x, y in pairs)
-    return claim, verdict, f"tau = {fmt(tau, 2)} (p = {fmt_p(p)}): {listed}"
+def row_paper(paper: StudyTable | None, method: str, group: str) -> str:
+    """The paper's Table 3 arrow for (method, group); ``–`` where it prints none."""
+    return GROUP_WORDS.get((paper.mark(method, group) if paper else None) or "", "–")
 
 
 def write_table2(records: list[dict[str, Any]], out: Path, alpha: float = 0.05) -> dict[str, Path]:
+    from pet_lightning.studies.revisiting_claims import (
+        fewer_parameters_test,
+        group_findings,
+        prefix_lags_findings,
+    )
+
     runs = study_runs(records, "revisiting_table2")
-    report = build_report(runs.records, baseline="full", alpha=alpha)
+    report = study_report(runs.records, alpha)
     out.mkdir(parents=True, exist_ok=True)
-    header, rows, csv_rows = table2(report)
+    paper2, paper3 = study_table("revisiting_table2"), study_table("revisiting_table3")
+    header, rows, csv_rows = table2_beside_paper(report, paper2, {t: paper_metric(t) for t in report.tasks})
     text2, paths = write_table(out, "table2", header, rows, csv_rows)
-    header, rows, csv_rows = table3(report)
-    text3, more = write_table(out, "table3", header, rows, csv_rows)
+    header, rows, csv3 = table3(report)
+    header = [header[0], *(c for h in header[1:] for c in (f"{h}: ours", "paper"))]
+    groups = [g for g in GROUPS if any(report.group_of(t) == g for t in report.tasks)]
+    trends = {(r["method"], r["group"]): r["trend"] for r in csv3}
+    for row in csv3:
+        row["paper"] = GROUP_WORDS.get((paper3.mark(row["method"], row["group"]) if paper3 else None) or "", "")
+    rows = [[m, *(c for g in groups for c in (trends.get((m, g), "?"), row_paper(paper3, m, g)))]
+            for m in report.methods if m != report.baseline]
+    text3, more = write_table(out, "table3", header, rows, csv3)
     paths.update(more)
-    arrows = {(row["method"], row["group"]): row["trend"] for row in csv_rows}
-    findings = [*_group_findings(report, arrows), _prefix_lags(report),
-                fewer_parameters_finding(report, trainable_pct(runs.records), report.methods)]
-    groups = ", ".join(f"{t}: {GROUP_LABELS[report.groups[t]]}" for t in report.tasks)
+    agreement, *_ = table3_agreement(report, csv3, paper3)
+    findings = [*group_findings(report, paper2, paper3, alpha), *prefix_lags_findings(report, paper2, alpha),
+                fewer_parameters_test(report, trainable_pct(runs.records), [m for m in report.methods
+                                                                            if m in PET_METHODS], paper2, alpha)]
+    groups_text = ", ".join(f"{t}: {GROUP_LABELS[report.groups[t]]}" for t in report.tasks)
     paths["report"] = _page(out, "Revisiting study, Tables 2 and 3: PET methods against full fine-tuning", runs, [
-        f"Resource groups by the examples the runs trained on: {groups}.\n",
-        "## Table 2: mean ± std over seeds (↑/↓: one-tailed Welch test against `full`)\n", text2,
-        "## Table 3: better / no difference / worse than `full`, per resource group\n", text3,
-        _published_table(report, "revisiting_table2"), collapse_note(report), findings_section(findings)])
-    return paths
-
-
-def write_table4(records: list[dict[str, Any]], out: Path, alpha: float = 0.05) -> dict[str, Path]:
-    runs = study_runs(records, "revisiting_table4")
-    report = build_report(runs.records, baseline="full", alpha=alpha)
-    out.mkdir(parents=True, exist_ok=True)
-    header, rows, csv_rows = table4(report)
-    text, paths = write_table(out, "table4", header, rows, csv_rows)
-    findings = []
-    for method in report.methods:
-        stds = {row["seed_mode"]: row["std"] for row in csv_rows if row["method"] == method}
-        claim = f"{method}: weight initialisation and data order each cause spread (std > 0 when only one varies)"
-        if not {"init", "order"} <= set(stds):
-            findings.append((claim, UNTESTABLE, "needs runs with only the init seed and only the order seed varied"))
-            continue
-        both = all(stds[m] > 0 for m in ("init", "order"))
-        findings.append((claim, REPRODUCES if both else DIFFERS,
-                         ", ".join(f"std {mode} {fmt(value, 2)}" for mode, value in stds.items())))
-    paths["report"] = _page(out, "Revisiting study, Table 4: where the spread comes from", runs, [
-        "## Table 4: std over seeds when both seeds vary (global), only the weight-init seed, or only the "
-        "data-order seed\n", text, _published_table(report, "revisiting_table4"), findings_section(findings)])
+        f"Resource groups by the examples the runs trained on: {groups_text}.\n",
+        REVISITING_NAMES.metric_note + "\n",
+        f"## Table 2: mean ± std over seeds beside the paper's; ↑/↓: {MARKS_TEST.format(base='full', alpha=alpha)}\n",
+        "Each task's columns: ours (the metric named in the header), the paper's figure ± std with its own mark, "
+        "and Δ = ours - paper (our reported half against the paper's dev set: different examples, another model "
+        "at cpu scale; a scale gap, not an error bar). `avg <group>` averages our tasks of the group; `paper, same "
+        "tasks` re-averages the paper over the same tasks (its printed averages cover other tasks and are not "
+        "shown). Averages mix metrics and are for reading only: no test uses them.\n", text2,
+        marks_agreement(report, paper2),
+        "## Table 3: ↗ better / → no significant difference / ↘ worse than `full`, per resource group (ours | "
+        "the paper's)\n",
+        "Ours: one-tailed Welch per task, combined over the group's tasks with equal weights (Stouffer), each at "
+        f"alpha = {alpha}, so that no task's metric scale decides a group.\n", text3, agreement,
+        published_note(paper2, "revisiting_table2"), collapse_note(report),
+        findings_table(findings, "Group claims: one-sided Welch per PET method and task, the paper's own test "
+                                 "for its marks (unpaired: valid whether or not runs of one seed correlate, and "
+                                 "conservative when they do); Holm over each group's family, the MDE at alpha / "
+                                 "(family size), the level the smallest p must meet. Prefix lags: paired by seed "
+                                 "(exact sign-flip), Holm over the tasks. The paper's effect is its own Table 2 gap "
+                                 "on the same task and metric; on quantised cells (CB: one example moves F1 by "
+                                 "several points) every test here is approximate.")])
     return paths
 
 
 def write_figure4(records: list[dict[str, Any]], out: Path, alpha: float = 0.05) -> dict[str, Path]:
     runs = study_runs(records, "revisiting_figure4")
-    report = build_report(runs.records, baseline="full", alpha=alpha)
+    report = study_report(runs.records, alpha)
     out.mkdir(parents=True, exist_ok=True)
     report.tasks = [t for t in FIGURE4_TASKS if t in report.tasks] + [t for t in report.tasks
                                                                        if t not in FIGURE4_TASKS]
     paths = {"figure4": plot_seed_distributions(report, out / "figure4.png")}
-    rows = [[task, method, fmt(mean_of(c.values)), fmt(std_of(c.values)), fmt(min(c.values)), fmt(max(c.values))]
+    rows = [[task, report.headline[task], method, fmt(mean_of(c.values)), fmt(std_of(c.values)), fmt(min(c.values)),
+             fmt(max(c.values))]
             for task in report.tasks for method in report.methods if (c := report.cell(task, method))]
-    text, more = write_table(out, "figure4", ["task", "method", "mean", "std", "min", "max"], rows,
-                             [dict(zip(("task", "method", "mean", "std", "min", "max"), r)) for r in rows])
+    columns = ("task", "metric", "method", "mean", "std", "min", "max")
+    text, more = write_table(out, "figure4", list(columns), rows, [dict(zip(columns, r)) for r in rows])
     paths.update({"figure4_table": more["figure4"], "figure4_csv": more["figure4_csv"]})
     paths["report"] = _page(out, "Revisiting study, Figure 4: every seed's score", runs, [
-        "![seed distributions](figure4.png)\n", text, collapse_note(report)])
+        REVISITING_NAMES.metric_note + "\n", "![seed distributions](figure4.png)\n", text, collapse_note(report),
+        "The paper's Figure 4 is a plot with no printed numbers: there is no published column to set beside ours.\n"])
     return paths
 
 
-# ------------------------------------------------------------------------------------------------ Table 1
-SETTINGS = (("1-2", "loss"), ("2-2", "loss"), ("1-2", "headline"), ("2-2", "headline"))
-
-
-def validation_history(record: dict[str, Any]) -> dict[int, dict[str, float]]:
-    """Per epoch, the validation metrics a run logged (CSV logger files of its run folder; a resumed run's later
-    versions win)."""
-    import csv
-
-    folder = Path(str(record.get("config_path", ""))).parent / "csv"
-    history: dict[int, dict[str, float]] = {}
-    for path in sorted(folder.glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[1])):
-        with open(path, encoding="utf-8") as handle:
-            for row in csv.DictReader(handle):
-                if row.get("val/loss") and row.get("epoch"):
-                    values = {k: float(v) for k, v in row.items() if k.startswith("val/") and v}
-                    history.setdefault(int(row["epoch"]), {}).update(values)
-    return history
-
-
-def selected_scores(history: dict[int, dict[str, float]], headline: str) -> dict[tuple[str, str], float]:
-    """The reported half's headline metric x 100 at the epoch each setting selects: ``1-2`` selects on half 1
-    (``val/...``), ``2-2`` on the reported half itself (``val/..._report``); by loss (min) or headline (max)."""
-    reported = f"val/{headline}_report"
-    if not history or any(reported not in values for values in history.values()):
-        from pet_lightning.sweeps.files import SweepError
-
-        raise SweepError("a run logged no val/*_report metrics: revisiting_table1 runs need data.init_args."
-                         "watch_report: true (the reported half evaluated every epoch)")
-    scores = {}
-    for half, criterion in SETTINGS:
-        key = f"val/{'loss' if criterion == 'loss' else headline}" + ("_report" if half == "2-2" else "")
-        pick = min if criterion == "loss" else max
-        epoch = pick(sorted(history), key=lambda e: history[e][key])  # ties: the earliest epoch, as checkpoints
-        scores[(half, criterion)] = 100 * history[epoch][reported]
-    return scores
-
-
-def write_table1(records: list[dict[str, Any]], out: Path, alpha: float = 0.05) -> dict[str, Path]:
-    runs = study_runs(records, "revisiting_table1")
-    out.mkdir(parents=True, exist_ok=True)
-    per_run = {(r["task"], r["method"], int(r["seed"])): (selected_scores(validation_history(r), r["headline"]), r)
-               for r in runs.records}
-    # The 1-2 / loss figure read from the history must be the tested checkpoint's score: the same model.
-    drift = max(abs(scores[("1-2", "loss")] - 100 * float(r["score"])) for scores, r in per_run.values())
-    keys = sorted({(task, method) for task, method, _ in per_run})
-    header = ["task", "method", "seeds", *[f"{h} ({c})" for h, c in SETTINGS], "inflation (loss)", "p",
-              "inflation (headline)", "p"]
-    rows, csv_rows, findings = [], [], []
-    for task, method in keys:
-        seeds = sorted(seed for t, m, seed in per_run if (t, m) == (task, method))
-        values = {s: [per_run[(task, method, seed)][0][s] for seed in seeds] for s in SETTINGS}
-        row = [task, method, str(len(seeds)), *[f"{fmt(mean_of(values[s]))} ± {fmt(std_of(values[s]))}"
-                                                for s in SETTINGS]]
-        csv_row: dict[str, Any] = {"task": task, "method": method, "seeds": len(seeds)}
-        for criterion in ("loss", "headline"):
-            leaky, honest = values[("2-2", criterion)], values[("1-2", criterion)]
-            gaps = [a - b for a, b in zip(leaky, honest)]
-            _t, p = paired_t_test(leaky, honest, "greater")
-            row += [f"{fmt(mean_of(gaps))} ± {fmt(std_of(gaps))}", fmt_p(p)]
-            csv_row.update({f"inflation_{criterion}": mean_of(gaps), f"inflation_{criterion}_std": std_of(gaps),
-                            f"p_{criterion}": p})
-            claim = f"{task} / {method}: selecting on the reported half (2-2) inflates it, stopping on {criterion}"
-            if len(seeds) < 2:
-                findings.append((claim, UNTESTABLE, "needs 2+ seeds"))
-            else:
-                verdict = REPRODUCES if p < alpha else INCONCLUSIVE if mean_of(gaps) > 0 else DIFFERS
-                findings.append((claim, verdict, f"2-2 - 1-2 = {mean_of(gaps):+.2f} ± {fmt(std_of(gaps))}; "
-                                                 f"paired one-tailed p = {fmt_p(p)}"))
-        csv_row.update({f"{h}_{c}": mean_of(values[(h, c)]) for h, c in SETTINGS})
-        rows.append(row)
-        csv_rows.append(csv_row)
-    text, paths = write_table(out, "table1", header, rows, csv_rows)
-    paths["report"] = _page(out, "Revisiting study, Table 1: what selecting on the reported examples adds", runs, [
-        "The dev set is split in two label-stratified halves. `1-2`: select the epoch on half 1, report half 2 "
-        "(what every study here reports); `2-2`: select and report on half 2 (leaky). Both come from the same runs "
-        "(half 2 is evaluated every epoch and never monitored), so the inflation is paired by run. Selection by "
-        "the lowest validation loss or the highest headline metric.\n",
-        f"Check: the `1-2 (loss)` figure read from each run's history equals the score of the checkpoint the run "
-        f"tested (max difference {drift:.2g} points over {len(per_run)} runs).\n",
-        "## Table 1: reported half's score x 100 (mean ± std over seeds)\n", text,
-        _published_table_note("revisiting_table1"), findings_section(findings)])
-    return paths
-
-
-def _published_table_note(name: str) -> str:
-    published = load_published(name)
-    if published is None:
-        return f"Published figures: none stored for {name} (see pet_lightning/studies/published/README.md).\n"
-    return f"Published figures: {published.citation} (see {name}.csv).\n"
+__all__ = ["REVISITING_NAMES", "write_figure4", "write_table2"]

@@ -21,13 +21,15 @@ import yaml
 from pet_lightning.callbacks.features import FEATURES_FILE
 from pet_lightning.studies.common import fmt, study_runs, write_table
 from pet_lightning.sweeps.files import SweepError
+from pet_lightning.sweeps.records import run_path
 
 PANELS = {"random_head": "random head", "linear_probing": "linear probing", "lora": "LoRA", "bitfit": "BitFit",
           "prefix_tuning": "prefix"}
 
 
 def _features(record: dict[str, Any]) -> dict[str, np.ndarray]:
-    path = Path(str(record.get("config_path", ""))).parent / FEATURES_FILE
+    # config_path is relative to the results file's folder in records since issue 34 (absolute before).
+    path = (run_path(record, "config_path") or Path()).parent / FEATURES_FILE
     if not path.is_file():
         raise SweepError(f"run {record['run_id']} left no {FEATURES_FILE} in {path.parent}: its study file must add "
                          "the pet_lightning.callbacks.HeadFeatures callback; rerun it")
@@ -41,7 +43,7 @@ def _fresh_hidden(record: dict[str, Any], inputs: np.ndarray) -> np.ndarray:
 
     from pet_lightning.heads import MLPHead
 
-    config = yaml.safe_load(Path(record["config_path"]).read_text(encoding="utf-8"))["model"]
+    config = yaml.safe_load(run_path(record, "config_path").read_text(encoding="utf-8"))["model"]
     torch.manual_seed(int(record.get("init_seed", 0)))
     head = MLPHead(inputs.shape[1], int(config.get("head_hidden_size", 2048)), 2,
                    float(config.get("head_init_std", 0.005)))

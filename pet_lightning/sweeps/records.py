@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
+import platform
+import shutil
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +26,33 @@ from pet_lightning.sweeps.plan import RESULTS_FILE, RunSpec, SweepConfig, SweepE
 from pet_lightning.tasks import get_task, resource_group_for
 
 RECORD_FILE = "record.json"
+# Path fields of a record: relative to the folder of its results.jsonl (the sweep's out), so that a committed
+# folder names no machine's paths; records written before issue 34 hold absolute ones.
+PATH_FIELDS = ("config_path", "checkpoint", "predictions")
+PROVENANCE_PACKAGES = ("torch", "transformers", "peft", "lightning")
+
+
+class ResultRecord(dict):
+    """A record as read from a results file: a plain dict (what is written back is only its items) that also knows
+    ``folder``, the folder of the results file it came from, against which its relative paths resolve."""
+
+    folder: Path | None = None
+
+
+def run_path(record: dict[str, Any], field: str, folder: str | Path | None = None) -> Path | None:
+    """The path a record's ``field`` names (None when it names none): absolute as written by old records,
+    otherwise under ``folder`` (default: the folder of the results file the record was read from)."""
+    value = record.get(field)
+    if not value:
+        return None
+    path = Path(str(value))
+    base = folder if folder is not None else getattr(record, "folder", None)
+    return path if path.is_absolute() or base is None else Path(base) / path
+
+
+def relative_to_out(path: str | Path, out: str | Path) -> str:
+    """``path`` relative to a sweep's out folder, with ``/`` separators (what a record stores)."""
+    return Path(os.path.relpath(Path(path).resolve(), Path(out).resolve())).as_posix()
 
 
 @contextlib.contextmanager
@@ -84,6 +115,8 @@ def load_results(*paths: str | Path, include_failed: bool = False) -> list[dict[
                         "and run the sweep again (records of finished runs are recovered from their run folders)"
                     ) from None
                 raise SweepError(f"{path}:{number}: not a JSON line ({err.msg}): remove or repair that line") from None
+            record = ResultRecord(record)
+            record.folder = path.parent
             record.setdefault("status", "ok")
             kept = records.get(record["run_id"])
             if kept is None or (kept["status"] != "ok" and record["status"] == "ok"):
@@ -117,8 +150,10 @@ def adopt_reused_records(sweep: SweepConfig, runs: list[RunSpec]) -> list[str]:
 
     Identical means the same ``run_hash`` (merged config, selection, init and order seeds) and the same
     ``config_hash`` (config, selection, protocol): the run would train the same model again. The adopted record
-    keeps what was measured (and its paths, which point into the source folder) under this sweep's identity
-    (run id, method name, study), with ``reused_from`` naming the source results file and run id.
+    keeps what was measured and where it ran (``provenance``) under this sweep's identity (run id, method name,
+    study), with ``reused_from`` naming the source results file (relative to this sweep's out) and run id. Its
+    per-example predictions are copied into this sweep's run folder (a committed study folder is then complete);
+    its other paths are rewritten relative to this sweep's out and still point into the source folder.
     """
     if not sweep.reuse_from:
         return []
@@ -138,8 +173,17 @@ def adopt_reused_records(sweep: SweepConfig, runs: list[RunSpec]) -> list[str]:
             continue
         source, path = sources[(run.run_hash, run.config_hash)]
         identity = {k: v for k, v in _identity(sweep, run).items() if k not in ("host", "finished_at")}
-        record = source | identity
-        record["reused_from"] = {"results": str(path), "run_id": source["run_id"]}
+        record = dict(source) | identity
+        record["reused_from"] = {"results": relative_to_out(path, sweep.out), "run_id": source["run_id"]}
+        for field in PATH_FIELDS:
+            located = run_path(source, field, path.parent)
+            record[field] = None if located is None else relative_to_out(located, sweep.out)
+        predictions = run_path(source, "predictions", path.parent)
+        if predictions is not None and predictions.is_file():
+            copied = sweep.run_dir(run.run_id) / predictions.name
+            copied.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(predictions, copied)
+            record["predictions"] = relative_to_out(copied, sweep.out)
         append_result(sweep.results_path, record)
         adopted.append(run.run_id)
     return adopted
@@ -175,9 +219,10 @@ def ok_record(sweep: SweepConfig, run: RunSpec, **fields: Any) -> dict[str, Any]
     """The record of a run that finished: its identity, what it trained on, its selection and its report.
 
     ``fields`` holds what the run measured (``train_examples``, ``report``, ``best_selection``, ``steps``, ...);
-    ``resource_group`` is that of the examples it trained on, ``official_resource_group`` that of the task.
+    ``resource_group`` is that of the examples it trained on, ``official_resource_group`` that of the task;
+    ``provenance`` the code, packages and machine it ran on (:func:`provenance`).
     """
-    record = {**_identity(sweep, run), **fields, "status": "ok"}
+    record = {**_identity(sweep, run), "provenance": provenance(), **fields, "status": "ok"}
     record["resource_group"] = resource_group_for(int(record["train_examples"]))
     record["score"] = record["report"]["headline"]
     return record
@@ -186,3 +231,58 @@ def ok_record(sweep: SweepConfig, run: RunSpec, **fields: Any) -> dict[str, Any]
 def failed_record(sweep: SweepConfig, run: RunSpec, error: str, wall_s: float | None = None) -> dict[str, Any]:
     """The record of a run that still failed after its retries."""
     return {**_identity(sweep, run), "status": "failed", "error": error, "wall_s": wall_s}
+
+
+@functools.lru_cache(maxsize=1)
+def code_commit() -> str:
+    """The git commit of the installed package's checkout (``-dirty`` when tracked files differ from it), or
+    ``unknown`` outside a checkout (an installed wheel, no git)."""
+    folder = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "."], cwd=folder.parent,
+                               capture_output=True, timeout=30).returncode == 1
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{commit}-dirty" if commit and dirty else commit or "unknown"
+
+
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in PROVENANCE_PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def gpu_model() -> str | None:
+    """The name of the CUDA device this process uses, or None on the CPU."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    return torch.cuda.get_device_name(torch.cuda.current_device())
+
+
+def provenance() -> dict[str, Any]:
+    """What a run's figures came from, written with its record: the code's commit, the package versions and the
+    machine (a report header names them, so two reports that differ can be told apart)."""
+    return {"commit": code_commit(), "versions": package_versions(), "cpu": cpu_model(), "gpu": gpu_model()}

@@ -67,7 +67,9 @@ def test_welch_t_test_equals_scipy(a, b, alternative):
 def test_welch_t_test_needs_two_values_per_side():
     with pytest.raises(ValueError, match="at least 2 values per side"):
         welch_t_test([1.0], [1.0, 2.0])
-    assert all(math.isnan(x) for x in welch_t_test([1.0, 1.0], [1.0, 1.0]))
+    # No spread at all: t and df undefined, and equal means are no evidence (p = 1; review B10).
+    t, df, p = welch_t_test([1.0, 1.0], [1.0, 1.0])
+    assert math.isnan(t) and math.isnan(df) and p == 1.0
 
 
 def test_table2_cells_marks_and_group_averages():
@@ -81,13 +83,40 @@ def test_table2_cells_marks_and_group_averages():
     bitfit_cb = next(r for r in csv_rows if r["task"] == "cb" and r["method"] == "bitfit")
     scipy_p = stats.ttest_ind(KNOWN[("cb", "bitfit")], KNOWN[("cb", "full")], equal_var=False, alternative="less")
     assert bitfit_cb["p_less_than_baseline"] == pytest.approx(scipy_p.pvalue)
-    assert bitfit_cb["max"] == 74 and bitfit_cb["n"] == 5
+    assert bitfit_cb["max"] == 74 and bitfit_cb["seeds"] == 5 and "n" not in bitfit_cb
+    # Holm over every mark's p of the table (4 cells x 2 tails = 8): the smallest p times 8.
+    pvalues = sorted(p for r in csv_rows if "p_less_holm" in r and r["method"] != "full"
+                     for p in (r["p_greater_than_baseline"], r["p_less_than_baseline"]))
+    smallest = min(bitfit_cb["p_less_than_baseline"], pvalues[0])
+    assert len(pvalues) == 8 and pvalues[0] == smallest
+    assert bitfit_cb["p_less_holm"] == pytest.approx(min(1.0, 8 * smallest))
+    averages = [r for r in csv_rows if r["task"].startswith("avg_")]
+    assert averages and all(r["tasks"] == 1 and "seeds" not in r for r in averages)
 
 
 def test_table3_trends_per_resource_group():
     header, rows, _ = table3(build_report(_records()))
     assert header == ["method", "low (<1k)", "medium (<10k)"]
     assert rows == [["bitfit", "↘", "↗"], ["lora", "→", "→"]]
+
+
+def test_table3_combines_a_groups_tasks_with_equal_weights():
+    # rte and a second medium task on a 100x wider scale: a test on the average score would be decided by the
+    # wide task alone (bitfit - full = -30 there against +6 on rte); Stouffer weighs each task's Welch p once.
+    records = [r for r in _records() if r["task"] == "rte"]
+    wide = {"full": [500, 600, 700, 800, 900], "bitfit": [480, 570, 660, 750, 840]}
+    for method, scores in wide.items():
+        for seed, score in zip(SEEDS, scores):
+            records.append(_record("rte", method, seed, "both", score, config_hash=f"x-{method}") | {"task": "mrpc"})
+    report = build_report([r | {"train_examples": 2490} for r in records])
+    _, rows, csv_rows = table3(report)
+    p_rte = stats.ttest_ind(KNOWN[("rte", "bitfit")], KNOWN[("rte", "full")], equal_var=False,
+                            alternative="greater").pvalue
+    p_wide = stats.ttest_ind(wide["bitfit"], wide["full"], equal_var=False, alternative="greater").pvalue
+    z = (stats.norm.isf(p_rte) + stats.norm.isf(p_wide)) / math.sqrt(2)
+    bitfit = next(r for r in csv_rows if r["method"] == "bitfit")
+    assert bitfit["p_greater_than_baseline"] == pytest.approx(stats.norm.sf(z))
+    assert bitfit["tasks"] == 2
 
 
 def test_report_files_render_with_known_numbers(tmp_path):
@@ -138,7 +167,7 @@ def test_figures_and_tables_go_to_wandb(tmp_path):
     log_to_wandb(write_report(_records(), tmp_path), run)
     assert isinstance(run.payload["figure4"], wandb.Image) and isinstance(run.payload["figure5"], wandb.Image)
     assert isinstance(run.payload["table2"], wandb.Table)
-    assert run.payload["table2"].columns[:4] == ["task", "group", "metric", "method"]
+    assert run.payload["table2"].columns[:5] == ["task", "group", "metric", "method", "seeds"]
 
 
 def test_a_cell_never_mixes_two_configurations():

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from pet_lightning.reports import power
 from pet_lightning.reports import verdicts as v
 
 
@@ -32,18 +33,18 @@ def test_kendall_one_sided_over_four_rows_reaches_one_in_24():
     assert tau == 1.0
     assert p == pytest.approx(1 / 24)
     assert p_opposite == pytest.approx(1.0)
-    assert v.kendall_critical_tau(3) == math.inf  # 1/6 at best
-    assert v.kendall_critical_tau(4) == 1.0
+    assert power.kendall_critical_tau(3) == math.inf  # 1/6 at best
+    assert power.kendall_critical_tau(4) == 1.0
 
 
 def test_paired_mde_matches_closed_form_and_simulation():
     # Closed form check: the review's 2.30 sd (n = 3) and 1.36 sd (n = 5) for a one-sided paired t test.
-    assert v.t_mde(1.0, 3, 2) == pytest.approx(2.297, abs=0.01)
-    assert v.t_mde(1.0, 5, 4) == pytest.approx(1.359, abs=0.01)
+    assert power.t_mde(1.0, 3, 2) == pytest.approx(2.297, abs=0.01)
+    assert power.t_mde(1.0, 5, 4) == pytest.approx(1.359, abs=0.01)
     # Simulation: a true effect of the MDE is detected 80% of the time.
     rng = np.random.default_rng(0)
     n, sd = 6, 2.0
-    effect = v.t_mde(sd, n, n - 1)
+    effect = power.t_mde(sd, n, n - 1)
     draws = rng.normal(effect, sd, size=(20_000, n))
     p = stats.ttest_1samp(draws, 0.0, axis=1, alternative="greater").pvalue
     assert float(np.mean(p < 0.05)) == pytest.approx(0.8, abs=0.015)
@@ -52,7 +53,7 @@ def test_paired_mde_matches_closed_form_and_simulation():
 def test_variance_ratio_mde_matches_simulation():
     rng = np.random.default_rng(1)
     n = 8
-    ratio = v.variance_ratio_mde(n, n)
+    ratio = power.variance_ratio_mde(n, n)
     larger = rng.normal(0, ratio, size=(20_000, n)).var(axis=1, ddof=1)
     smaller = rng.normal(0, 1, size=(20_000, n)).var(axis=1, ddof=1)
     p = stats.f.sf(larger / smaller, n - 1, n - 1)
@@ -60,8 +61,8 @@ def test_variance_ratio_mde_matches_simulation():
 
 
 def test_paired_mde_is_infinite_where_sign_flip_cannot_reach_alpha():
-    assert v.paired_mde([1.0, 2.0, 1.5, 0.5]) == math.inf  # 2^-4 = 0.0625 > 0.05
-    assert math.isfinite(v.paired_mde([1.0, 2.0, 1.5, 0.5, 1.0]))
+    assert power.paired_mde([1.0, 2.0, 1.5, 0.5]) == math.inf  # 2^-4 = 0.0625 > 0.05
+    assert math.isfinite(power.paired_mde([1.0, 2.0, 1.5, 0.5, 1.0]))
 
 
 def test_one_case_per_verdict():
@@ -155,3 +156,8 @@ def test_bootstrap_over_examples_brackets_accuracy():
     low, high = v.bootstrap_over_examples(lambda y, p: float(np.mean(y == p)), labels, predictions)
     assert low < 0.8 < high
     assert v.example_resolution(28) == pytest.approx(100 / 28)
+
+
+def test_welch_treats_last_bit_differences_as_no_spread():
+    scaled = [0.7 * 100, 0.7000000000000001 * 100]
+    assert v.welch_p(scaled, [60.0, 60.0]) == (0.0, 1.0)

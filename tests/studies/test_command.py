@@ -21,7 +21,9 @@ def _study(tmp_path):
     with open(out / "results.jsonl", "w", encoding="utf-8") as handle:
         for method, scores in (("full_ft", (75.0, 77.0)), ("frozen", (33.0, 33.0))):
             for seed, score in zip((1111, 2222), scores):
-                record = make_record("sts-b", method, seed, score, "transferability_table1")
+                # The transferability tables score STS-B on Spearman (the paper's metric), from the reported split.
+                record = make_record("sts-b", method, seed, score, "transferability_table1",
+                                     report={"spearman": score / 100, "pearson": score / 100})
                 handle.write(json.dumps(record) + "\n")
     return path, out
 
@@ -31,7 +33,7 @@ def test_study_report_only_writes_the_papers_table(tmp_path, capsys):
     assert main(["study", str(path), "--report-only"]) == 0
     report = (out / "report" / "report.md").read_text(encoding="utf-8")
     assert report.startswith("# Transferability study, Table 1")
-    assert "| Full-FT | 1.0000 | 76.0 ± 1.4 | 89.0 | -13.0 |" in report
+    assert "| Full-FT | 1.0000 | 100.00 | 76.0 ± 1.4 | 89.0 ± 0.5 | -13.0 |" in report
     assert "report:" in capsys.readouterr().out
 
 

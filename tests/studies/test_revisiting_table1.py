@@ -1,16 +1,15 @@
-"""Revisiting Table 1 from run histories: 1-2 vs 2-2 selection by loss and by the headline metric, paired by run."""
+"""Revisiting Table 1 from run histories: 1-2 vs 2-2 selection by loss and by the headline metric, paired by run;
+the exact sign-flip test of the inflation, the paper's inflation beside ours, no claim where the paper shows none."""
 
 from __future__ import annotations
 
 import csv
 
 import pytest
-from scipy import stats
 
-from pet_lightning.studies.common import REPRODUCES
-from pet_lightning.studies.revisiting import selected_scores, validation_history, write_table1
+from pet_lightning.studies.revisiting_table1 import selected_scores, validation_history, write_table1
 from pet_lightning.sweeps.files import SweepError
-from tests.studies.records import make_record, md_rows
+from tests.studies.records import finding, make_record, md_rows
 
 FIELDS = ["epoch", "step", "val/loss", "val/accuracy", "val/loss_report", "val/accuracy_report"]
 
@@ -49,41 +48,65 @@ def test_a_resumed_runs_later_csv_version_wins(tmp_path):
     assert validation_history(record)[2]["val/accuracy_report"] == pytest.approx(0.75)
 
 
+def _csv(path):
+    with open(path, encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
 def test_table1_pairs_the_inflation_by_run_and_checks_the_tested_score(tmp_path):
-    records, honest, leaky = [], [], []
+    records = []
     for seed, shift in zip((1, 2, 3), (0.00, 0.02, 0.05)):
         history = [(loss, acc + shift, loss_r, acc_r + shift) for loss, acc, loss_r, acc_r in HISTORY]
         records.append(_run(tmp_path, "lora", seed, history, 100 * (0.66 + shift)))
-        honest.append(100 * (0.66 + shift))
-        leaky.append(100 * (0.75 + shift))
     paths = write_table1(records, tmp_path / "out")
-    rows = md_rows(paths["table1"])
-    assert rows["sst-2"][:3] == ["lora", "3", "68.3 ± 2.5"]
+    rows = md_rows(paths["table1"])  # the last row of sst-2: 2-2 with headline stopping
+    assert rows["sst-2"][:4] == ["lora", "3", "2-2 (accuracy)", f"{100 * (0.75 + 0.07 / 3):.1f} ± 2.5"]
+    assert rows["sst-2"][4] == "not in paper"  # the paper's Table 1 is RTE
     report = paths["report"].read_text(encoding="utf-8")
     assert "max difference 0 points over 3 runs" in report
-    with open(tmp_path / "out" / "table1.csv", encoding="utf-8") as handle:
-        (row,) = csv.DictReader(handle)
+    (row,) = _csv(tmp_path / "out" / "table1.csv")
     assert float(row["inflation_loss"]) == pytest.approx(9.0)
-    # Every run inflates by exactly 9 points: no spread, the strongest evidence.
-    assert float(row["p_loss"]) == pytest.approx(0.0, abs=1e-12)
-    finding = next(line for line in report.splitlines() if "stopping on loss" in line)
-    assert f"**{REPRODUCES}**" in finding
+    # Every run inflates by exactly 9 points: the exact sign-flip p is 2^-3, not the 0 a t test on no spread gives.
+    assert float(row["p_loss"]) == pytest.approx(1 / 8)
+    assert float(row["paper_inflation_loss"]) == pytest.approx(75.94 - 75.22) and row["paper_inflation_loss_task"] \
+        == "rte"
+    # Holm over the table's 2 p values (loss and headline, both 1/8).
+    assert float(row["p_loss_holm"]) == pytest.approx(2 / 8)
+    loss = finding(paths["report"], "selecting on the reported half (2-2) inflates it over 1-2, stopping on loss")
+    # 3 runs cannot reach 0.05 (2^-3 = 0.125): underpowered, in the paper's direction, beside its +0.72.
+    assert loss[1] == "**underpowered (paper's direction)**" and loss[2] == f"{1 / 8:.3g}"
+    assert loss[3] == "+9.00 points" and loss[5] == f"+{75.94 - 75.22:.2f} points"
 
 
-def test_the_inflation_p_value_is_scipys_paired_test(tmp_path):
-    records, honest, leaky = [], [], []
-    for seed, extra in zip((1, 2, 3), (0.00, 0.01, 0.03)):
+def test_the_inflation_p_value_is_the_exact_sign_flip(tmp_path):
+    records = []
+    for seed, extra in zip((1, 2, 3), (0.00, 0.01, -0.11)):
         history = [list(values) for values in HISTORY]
-        history[2][3] += extra  # the epoch 2-2 selects reads higher on half 2: inflation 9, 10, 12 points
+        history[2][3] += extra  # the epoch 2-2 (loss) selects reads on half 2: inflation 9, 10 and -2 points
         records.append(_run(tmp_path, "bitfit", seed, [tuple(v) for v in history], 66.0))
-        honest.append(66.0)
-        leaky.append(100 * (0.75 + extra))
     write_table1(records, tmp_path / "out")
-    with open(tmp_path / "out" / "table1.csv", encoding="utf-8") as handle:
-        (row,) = csv.DictReader(handle)
-    expected = stats.ttest_rel(leaky, honest, alternative="greater").pvalue
-    assert float(row["p_loss"]) == pytest.approx(expected)
-    assert float(row["inflation_loss"]) == pytest.approx(10.333, abs=1e-3)
+    (row,) = _csv(tmp_path / "out" / "table1.csv")
+    # Of the 8 sign patterns of (9, 10, -2), two sum to 17 or more (17 itself and 21): p = 2/8.
+    assert float(row["p_loss"]) == pytest.approx(2 / 8)
+    assert float(row["inflation_loss"]) == pytest.approx(17 / 3)
+
+
+def test_no_claim_where_the_paper_shows_no_inflation(tmp_path):
+    # The paper's FT with loss stopping: 78.89 in both columns. Our full runs do not enter the loss claim.
+    records = []
+    for method in ("full", "lora"):
+        for seed in (1, 2, 3, 4, 5, 6):
+            records.append(_run(tmp_path, method, seed, HISTORY, 66.0))
+    paths = write_table1(records, tmp_path / "out")
+    loss = finding(paths["report"], "selecting on the reported half (2-2) inflates it over 1-2, stopping on loss")
+    assert "the methods the paper shows inflating (1)" in loss[7] and loss[7].endswith("on rte")
+    assert loss[1] == "**reproduces**" and loss[2] == f"{1 / 64:.3g}" and loss[5] == f"+{0.72:.2f} points"
+    headline = finding(paths["report"], "selecting on the reported half (2-2) inflates it over 1-2, stopping on "
+                                        "headline")
+    # Both methods enter the headline claim; the paper's effect is the mean of FT's +0.34 and LoRA's +2.59.
+    assert "(2)" in headline[7] and headline[5] == f"+{((79.62 - 79.28) + (77.7 - 75.11)) / 2:.2f} points"
+    order = finding(paths["report"], "the least stable methods inflate most")
+    assert order[1].startswith("**underpowered") and "full +7.00 (paper +0.34)" in order[7]
 
 
 def test_runs_without_the_watched_report_half_are_refused(tmp_path):

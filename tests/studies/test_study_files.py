@@ -14,8 +14,8 @@ STUDIES = ROOT / "configs" / "studies"
 
 
 @pytest.fixture(autouse=True)
-def _in_repo(monkeypatch):
-    monkeypatch.chdir(ROOT)
+def _in_repo(in_repo):
+    """Study files name their method configs relative to the repository root."""
 
 
 def _plan(name: str, scale: str):
@@ -85,9 +85,11 @@ TWO_STAGE = {"lp_ft": "frozen", "eh_ft_lora": "lora", "eh_ft_pt": "prefix", "eh_
 @pytest.mark.parametrize(("scale", "tasks", "seeds", "stage2_rate"), [("cpu", 2, 3, 5.0e-5), ("paper", 9, 4, 1.0e-5)])
 def test_eh_ft_table1_grid_head_and_two_stage_rows(scale, tasks, seeds, stage2_rate):
     sweep, runs = _plan("eh_ft_table1", scale)
-    assert len(runs) == 12 * tasks * seeds and len(sweep.seeds) == seeds
+    # The paper scale adds Top-K rows for K = 6 and 12 (tests/studies/test_paper_scales.py checks its settings).
+    extra = ["top_k_6", "top_k_12"] if scale == "paper" else []
+    assert len(runs) == (12 + len(extra)) * tasks * seeds and len(sweep.seeds) == seeds
     rows = _rows(runs)
-    assert list(rows) == EH_FT_ROWS
+    assert list(rows) == EH_FT_ROWS + extra
     for method, config in rows.items():
         model = config["model"]
         assert (model["head"], model["head_hidden_size"], model["head_init_std"]) == ("mlp", 2048, 0.005), method
@@ -96,19 +98,21 @@ def test_eh_ft_table1_grid_head_and_two_stage_rows(scale, tasks, seeds, stage2_r
             assert _strategy(config)["name"] == TWO_STAGE[method]
             (callback,) = two_stage
             args = callback["init_args"]
-            assert (args["stage2_strategy"], args["stage1_fraction"], args["keep_head_bias"]) == ("full", 0.1, False)
+            keep = scale == "paper" and method != "eh_ft_bitfit"  # the study's code, per row
+            assert (args["stage2_strategy"], args["stage1_fraction"], args["keep_head_bias"]) == ("full", 0.1, keep)
             assert args["learning_rate"] == stage2_rate
         else:
             assert not two_stage, method
     assert rows["finetuning"]["model"]["learning_rate"] == stage2_rate
-    assert _strategy(rows["child_tuning_d"])["reserve_p"] == 0.1 and _strategy(rows["mixout"])["p"] == 0.9
+    assert _strategy(rows["child_tuning_d"])["reserve_p"] == 0.1
+    assert _strategy(rows["mixout"])["p"] == (0.7 if scale == "paper" else 0.9)
 
 
 def test_eh_ft_paper_scale_uses_the_studys_epochs_per_task():
     _sweep, runs = _plan("eh_ft_table1", "paper")
     epochs = {run.task: run.config["trainer"]["max_epochs"] for run in runs}
     assert epochs == {"rte": 60, "mrpc": 60, "cola": 20, "sts-b": 20, "boolq": 40, "wic": 40, "cb": 400, "copa": 400,
-                      "wsc": 400}
+                      "qnli": 10}
 
 
 def test_eh_ft_figure4_saves_head_features_of_each_stage1_run(tmp_path):
@@ -128,8 +132,8 @@ def test_the_sweep_keeps_study_callbacks_beside_its_selection(tmp_path):
 
 
 REVISITING = {  # study file -> (cpu runs, paper runs)
-    "revisiting_table1": (25, 100), "revisiting_table2": (100, 1000), "revisiting_table4": (75, 150),
-    "revisiting_figure3": (40, 400), "revisiting_figure4": (25, 400), "revisiting_figure5": (45, 180),
+    "revisiting_table1": (25, 100), "revisiting_table2": (100, 1200), "revisiting_table4": (75, 300),
+    "revisiting_figure3": (40, 480), "revisiting_figure4": (25, 400), "revisiting_figure5": (45, 180),
     "revisiting_iterations": (36, 120),
 }
 
@@ -147,8 +151,8 @@ def test_revisiting_study_files_expand_to_their_grids(name):
 
 # study file -> its runs Table 2 already trains, per scale: they are reused, not trained again.
 REUSED_FROM_TABLE2 = {
-    "revisiting_figure3": {"cpu": 40, "paper": 400}, "revisiting_figure4": {"cpu": 25, "paper": 400},
-    "revisiting_table4": {"cpu": 35, "paper": 60}, "revisiting_figure5": {"cpu": 10, "paper": 0},
+    "revisiting_figure3": {"cpu": 40, "paper": 480}, "revisiting_figure4": {"cpu": 25, "paper": 400},
+    "revisiting_table4": {"cpu": 35, "paper": 110}, "revisiting_figure5": {"cpu": 10, "paper": 0},
 }
 
 
