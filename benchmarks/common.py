@@ -119,8 +119,10 @@ class Workload:
         return EncodedDataset([features[self.order[i % len(self.order)]] for i in range(count)])
 
     def train_loader(self, steps: int) -> DataLoader:
+        # Pinned on CUDA, as Lightning's users' loaders (TaskDataModule) and Trainer's are.
         return DataLoader(
-            self.train_dataset(steps), batch_size=self.settings.batch_size, shuffle=False, collate_fn=self.collator
+            self.train_dataset(steps), batch_size=self.settings.batch_size, shuffle=False, collate_fn=self.collator,
+            pin_memory=self.settings.accelerator == "cuda",
         )
 
     def eval_loader(self) -> DataLoader:

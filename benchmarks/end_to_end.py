@@ -44,7 +44,7 @@ import yaml
 from benchmarks.common import TRAINER_MAX_GRAD_NORM, WARMUP_RATIO, WEIGHT_DECAY, HFCollator, Settings, progress
 from benchmarks.intervals import RatioInterval, pair_ratios, ratio_interval
 from benchmarks.runners import hf_model
-from benchmarks.timing import file_bytes
+from benchmarks.timing import file_bytes, sync
 
 SIDES = ("ours", "trainer")
 MONITOR = "val/headline"
@@ -113,10 +113,13 @@ class _LightningClock(L.Callback):
         trainer.save_checkpoint = timed_save  # type: ignore[method-assign]
         trainer._bench_wrapped = True  # type: ignore[attr-defined]
 
+    # Synchronised on CUDA: queued training work would otherwise be counted as evaluation time.
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        sync(pl_module.device.type)
         self.clock.eval_start()
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        sync(pl_module.device.type)
         self.clock.eval_end()
 
 

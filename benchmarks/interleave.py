@@ -19,15 +19,15 @@ no loop is restarted between blocks (no per-block ``fit`` setup). This was prefe
 ``PETModule.training_step`` from a loop of our own, which would time our module but not Lightning's loop, the
 overhead the comparison is about.
 
-**What each time includes.** A block's time runs from the moment its side resumes to the end of its last
-optimizer step (device synchronised on CUDA), divided by ``block_steps``. Each side resumes inside the hook of its
-previous block's last step, so a block holds, per step, everything its loop does between two optimizer steps: the
-rest of the previous step's bookkeeping (Lightning's ``self.log`` and progress tracking, Trainer's logging and
-save checks), fetching and collating the batch, moving it to the device, forward, loss, backward, optimizer and
-scheduler step, ``zero_grad``, and the loop's hooks. It also includes one thread wake-up per block (microseconds).
-Loop setup (Lightning's ``fit`` start, Trainer's optimizer creation and ``accelerate`` preparation) falls in the
-untimed warm-up. Dropout draws from the process's global generator, so the sides' masks differ from a run alone;
-the work per step does not.
+**What each time includes.** A block's time runs from the moment its side resumes to the end of its last optimizer
+step (device synchronised on CUDA at the turn's start and end only), divided by ``block_steps``. Each side resumes
+inside the hook of its previous block's last step, so a block holds, per step, everything its loop does between two
+optimizer steps: the rest of the previous step's bookkeeping (Lightning's ``self.log`` and progress tracking,
+Trainer's logging and save checks), fetching and collating the batch, moving it to the device, forward, loss,
+backward, optimizer and scheduler step, ``zero_grad``, and the loop's hooks. It also includes one thread wake-up per
+block (microseconds). Loop setup (Lightning's ``fit`` start, Trainer's optimizer creation and ``accelerate``
+preparation) falls in the untimed warm-up. Dropout draws from the process's global generator, so the sides' masks
+differ from a run alone; the work per step does not.
 
 **Resume steps and the precision rule.** Each block starts with ``resume_steps`` untimed steps: the first step
 after a pause pays for the caches and allocator state the other loops left behind, a cost no user's loop ever
@@ -49,6 +49,7 @@ their interval.
 
 from __future__ import annotations
 
+import functools
 import gc
 import math
 import threading
@@ -61,6 +62,7 @@ from typing import Any
 from benchmarks.common import Settings, Workload
 from benchmarks.intervals import RatioInterval, builds_anova_p, over_builds, pair_ratios, ratio_interval
 from benchmarks.runners import Side, build_side
+from benchmarks.timing import sync
 
 MAIN = "main"
 Enough = Callable[[dict[str, list[float]]], bool]
@@ -121,6 +123,10 @@ class Turns:
     ends: list[float] = field(default_factory=list)
     steps: list[int] = field(default_factory=list)
     threads: set[int] = field(default_factory=set)
+    # Waits for the device's queued work; called only where the clock is read (the timed part's start and the
+    # turn's end), so on CUDA the loops run asynchronously within a turn as they do for users (a sync every step
+    # would time latency, not throughput, and under-state whichever loop hides more host work behind the GPU).
+    sync: Callable[[], None] = lambda: None
 
     def begin(self, steps: float, untimed: int = 0) -> None:
         """A turn of ``untimed`` steps whose time is not kept, then ``steps`` timed ones."""
@@ -133,9 +139,11 @@ class Turns:
         if self.untimed_left > 0:
             self.untimed_left -= 1
             if self.untimed_left == 0:
+                self.sync()
                 self.starts[-1] = time.perf_counter()  # the timed part of the turn begins now
         if self.left > 0:
             return
+        self.sync()
         self.ends.append(time.perf_counter())
         self.threads.add(_torch_threads())
         self.baton.hand_to(MAIN)
@@ -156,10 +164,10 @@ def _torch_threads() -> int:
 class Interleaver:
     """Runs sides in alternating turns, one at a time (see the module docstring)."""
 
-    def __init__(self, sides: dict[str, Side]):
+    def __init__(self, sides: dict[str, Side], accelerator: str = "cpu"):
         self.sides = sides
         self.baton = Baton()
-        self.turns = {name: Turns(name, self.baton) for name in sides}
+        self.turns = {name: Turns(name, self.baton, sync=functools.partial(sync, accelerator)) for name in sides}
         self.errors: dict[str, BaseException] = {}
         self.threads = {name: threading.Thread(target=self._thread, args=(name,), daemon=True) for name in sides}
         self.finished: set[str] = set()
@@ -291,7 +299,7 @@ def _time_build(settings: Settings, work: Workload, method: str, precision: str,
         try:
             for name in names:
                 sides[name] = build_side(name, settings, work, method, precision, total)
-            interleaver = Interleaver(sides)
+            interleaver = Interleaver(sides, settings.accelerator)
             step_s = interleaver.run(settings.ab_warmup, settings.ab_blocks, settings.ab_block_steps, enough,
                                      settings.ab_min_blocks, settings.ab_resume_steps, offset,
                                      settings.ab_settle_blocks)

@@ -144,6 +144,20 @@ OPTIONS = {  # argparse name -> Settings field, with the converter of comma-sepa
 }
 
 
+CUDA_MIN_STEPS = 20
+CUDA_MIN_BLOCK_STEPS = 5
+
+
+def device_identity(accelerator: str) -> dict[str, Any]:
+    """What the figures were measured on: figures from different cards or CUDA versions are not comparable."""
+    identity: dict[str, Any] = {"accelerator": accelerator, "torch": torch.__version__}
+    if accelerator == "cuda" and torch.cuda.is_available():
+        index = torch.cuda.current_device()
+        identity.update(gpu=torch.cuda.get_device_name(index), cuda=torch.version.cuda,
+                        capability=list(torch.cuda.get_device_capability(index)), gpus=torch.cuda.device_count())
+    return identity
+
+
 def bf16_emulated(accelerator: str) -> bool:
     """Whether bf16 runs emulated here (CPU only: :func:`pet_lightning.precision.cpu_bf16_emulated`)."""
     return accelerator == "cpu" and cpu_bf16_emulated()
@@ -154,11 +168,13 @@ def resolve_precisions(precisions: str, e2e_precision: str, accelerator: str,
     """``auto`` made concrete: bf16-mixed is timed only where the device runs it natively. On a CPU that emulates
     bf16 a step takes 15x longer than in 32-true (:mod:`pet_lightning.precision`): the run would take hours and
     time an emulation no user keeps. Naming bf16-mixed still times it, with a printed warning."""
-    wanted = (*(PRECISIONS if precisions == AUTO else _names(precisions)),
+    # On CUDA auto also times 16-mixed (the loss-scaled path GPUs without bf16 use); CPUs have no fp16 kernels.
+    auto = (*PRECISIONS, "16-mixed") if accelerator == "cuda" else PRECISIONS
+    wanted = (*(auto if precisions == AUTO else _names(precisions)),
               e2e_default if e2e_precision == AUTO else e2e_precision)
     emulated = any("bf16" in p for p in wanted) and bf16_emulated(accelerator)
     chosen = _names(precisions) if precisions != AUTO else tuple(
-        p for p in PRECISIONS if not (emulated and "bf16" in p))
+        p for p in auto if not (emulated and "bf16" in p))
     e2e = e2e_precision if e2e_precision != AUTO else ("32-true" if emulated else e2e_default)
     if emulated:
         timed = [p for p in (*chosen, e2e) if "bf16" in p]
@@ -179,6 +195,11 @@ def settings_from(args: argparse.Namespace) -> Settings:
             setattr(settings, name, convert(value) if convert else value)
     if args.e2e_train_subset is not None:
         settings.e2e_train_subset = args.e2e_train_subset or None
+    if settings.accelerator == "cuda":
+        # A GPU queues steps ahead of the host: a few steps are mostly allocator and cuBLAS warm-up, and one-step
+        # turns time launch latency. Named values win.
+        settings.steps = args.steps or max(settings.steps, CUDA_MIN_STEPS)
+        settings.ab_block_steps = args.block_steps or max(settings.ab_block_steps, CUDA_MIN_BLOCK_STEPS)
     settings.precisions, settings.e2e_precision = resolve_precisions(
         args.precisions, args.e2e_precision, settings.accelerator, settings.e2e_precision)
     settings.precision = settings.precisions[0] if settings.precisions else settings.precision
@@ -222,6 +243,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     figures: dict[str, Any] = {"settings": asdict(settings), "section_s": {}}
     if settings.accelerator == "cpu":
         figures["cpu_bf16_slowdown"] = cpu_bf16_slowdown()
+    figures["device"] = device_identity(settings.accelerator)
     targets: list[report_tables.Target] = []
     sections = settings.sections
     work = Workload(settings) if {"strategies", "ab"} & set(sections) else None

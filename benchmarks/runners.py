@@ -9,7 +9,9 @@
 
 Every side is built in the calling thread and trained by :meth:`run` in a thread of its own; it calls ``step_done``
 after every optimizer step (after the scheduler step and ``zero_grad``), which is where
-:mod:`benchmarks.interleave` pauses it between blocks. Each side trains ``total_steps`` batches of one fixed order
+:mod:`benchmarks.interleave` pauses it between blocks (and synchronises the device, at turn ends only). On CUDA the
+three are alike: each pins its batches' memory, and under ``16-mixed`` each scales the loss (the plain loop with a
+``GradScaler``, as Lightning and Trainer do). Each side trains ``total_steps`` batches of one fixed order
 with a schedule over ``total_steps``, so all sides see the same batches and learning rates at every step.
 """
 
@@ -35,7 +37,6 @@ from benchmarks.common import (
     Workload,
     autocast,
 )
-from benchmarks.timing import sync
 from pet_lightning import PETModule
 from pet_lightning.backbones import load_backbone
 from pet_lightning.optim import adamw
@@ -93,12 +94,11 @@ class Side:
 
 
 class _StepHook(L.Callback):
-    def __init__(self, step_done: StepDone, accelerator: str):
-        self.step_done, self.accelerator = step_done, accelerator
+    def __init__(self, step_done: StepDone):
+        self.step_done = step_done
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        sync(self.accelerator)
         self.step_done()
 
 
@@ -120,7 +120,7 @@ class OursSide(Side):
         trainer = L.Trainer(
             accelerator=s.accelerator, devices=1, precision=self.precision, logger=False, enable_checkpointing=False,
             enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
-            max_steps=self.total_steps, callbacks=[_StepHook(step_done, s.accelerator)],
+            max_steps=self.total_steps, callbacks=[_StepHook(step_done)],
         )
         try:
             trainer.fit(self.module, train_dataloaders=self.loader)
@@ -150,6 +150,8 @@ class PlainSide(Side):
         warmup = int(module.hparams.warmup_ratio * self.total_steps)
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, warmup, self.total_steps)
         self.loader = self.work.train_loader(self.total_steps)
+        # What Lightning's 16-mixed does: scale the loss, unscale (inside the fused step), skip overflowing steps.
+        self.scaler = torch.amp.GradScaler(s.accelerator, enabled=self.precision.startswith("16"))
 
     def run(self, step_done: StepDone) -> None:
         try:
@@ -160,15 +162,16 @@ class PlainSide(Side):
     def _loop(self, step_done: StepDone) -> None:
         accelerator = self.settings.accelerator
         for batch in self.loader:
-            batch = {k: v.to(self.device) for k, v in batch.items()}
+            # non_blocking from pinned memory, as Lightning moves batches on CUDA
+            batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items() if torch.is_tensor(v)}
             with autocast(accelerator, self.precision):
                 logits = self.model(**{k: batch[k] for k in MODEL_KEYS if k in batch}).logits
             loss = F.cross_entropy(logits.float(), batch["label"])
-            loss.backward()
-            self.optimizer.step()
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
-            sync(accelerator)
             step_done()
 
     def close(self) -> None:
@@ -189,7 +192,6 @@ class TrainerSide(Side):
 
         class Steps(TrainerCallback):
             def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-                sync(accelerator)
                 side._step_done()
 
         class FixedOrderTrainer(Trainer):
@@ -208,6 +210,7 @@ class TrainerSide(Side):
             disable_tqdm=True, use_cpu=accelerator == "cpu",
             bf16=self.precision.startswith("bf16"), fp16=self.precision.startswith("16"),
             dataloader_num_workers=0, remove_unused_columns=False, seed=0,
+            dataloader_pin_memory=accelerator == "cuda",  # as the other sides' loaders (Workload.train_loader)
         )
         self.trainer = FixedOrderTrainer(
             model=self.model, args=args, train_dataset=self.work.train_dataset(self.total_steps),

@@ -55,7 +55,7 @@ def run_ours(
 ) -> Result:
     """PETModule + lightning.Trainer on the fixed batches; then validation throughput and checkpoint size."""
     per_epoch = settings.warmup + settings.steps
-    timer = StepTimes()
+    timer = StepTimes(settings.accelerator)
     callbacks: list[L.Callback] = [timer]
     if two_stage:
         from pet_lightning.callbacks.two_stage import TwoStageTraining
@@ -119,7 +119,7 @@ def run_cache(settings: Settings) -> dict[str, Any]:
     )
     epochs: dict[str, list[float]] = {}
     for label, cache, count in (("cached", None, settings.cache_epochs), ("uncached", False, 2)):
-        timer = StepTimes()
+        timer = StepTimes(settings.accelerator)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             module = PETModule(

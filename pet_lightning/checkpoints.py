@@ -26,7 +26,7 @@ import signal
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from lightning.fabric.utilities.types import _PATH
@@ -70,9 +70,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         else:
             target = Path(str(path).removeprefix("file://"))
             target.parent.mkdir(parents=True, exist_ok=True)
-            buffer = io.BytesIO()
-            torch.save(checkpoint, buffer)
-            atomic_write_bytes(target, buffer.getvalue(), step=checkpoint.get("global_step"))
+            if os.environ.get(FAULT_ENV):
+                # The fault hooks cut the file in half: they need its bytes first.
+                buffer = io.BytesIO()
+                torch.save(checkpoint, buffer)
+                atomic_write_bytes(target, buffer.getvalue(), step=checkpoint.get("global_step"))
+            else:
+                # Streamed: a buffer would hold the whole state (GBs at paper scale) in memory twice.
+                atomic_write(target, lambda handle: torch.save(checkpoint, handle))
         for listener in self.on_saved:
             listener(str(path), checkpoint)
 
@@ -85,17 +90,27 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 def atomic_write_bytes(target: Path, data: bytes, step: int | None = None) -> None:
     """Write ``data`` to ``target`` so that readers see the old file or the new one, never a part of either."""
+
+    def write(handle: BinaryIO) -> None:
+        half = len(data) // 2
+        handle.write(data[:half])
+        if step is not None and fault_setting("kill_in_write") == step:
+            handle.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+        if step is not None and fault_setting("oserror_in_write") == step:
+            raise OSError(28, "No space left on device (injected by PET_LIGHTNING_FAULT)", str(handle.name))
+        handle.write(data[half:])
+
+    atomic_write(target, write)
+
+
+def atomic_write(target: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Call ``write`` on a temporary file beside ``target``, then sync and rename it into place: readers see the old
+    file or the new one, never a part of either."""
     temp = target.with_name(f".{target.name}{TEMP_SUFFIX}")
     try:
         with open(temp, "wb") as handle:
-            half = len(data) // 2
-            handle.write(data[:half])
-            if step is not None and fault_setting("kill_in_write") == step:
-                handle.flush()
-                os.kill(os.getpid(), signal.SIGKILL)
-            if step is not None and fault_setting("oserror_in_write") == step:
-                raise OSError(28, "No space left on device (injected by PET_LIGHTNING_FAULT)", str(temp))
-            handle.write(data[half:])
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp, target)
@@ -123,6 +138,12 @@ def load_checkpoint_file(path: _PATH, map_location: Any | None = "cpu", mmap: bo
     from lightning.fabric.utilities.cloud_io import _load
 
     name = str(path)
+    if _is_local(path) and Path(name.removeprefix("file://")).is_dir():
+        folder, files = Path(name.removeprefix("file://")), sorted(Path(name.removeprefix("file://")).rglob("*.ckpt"))
+        kind = "an export folder (load it with pet_lightning.export.load_exported)" if (
+            folder / "pet_lightning.json").is_file() else "a directory"
+        raise CheckpointError(f"checkpoint {name} is {kind}, not a checkpoint file: pass a .ckpt file"
+                              f"{f' (e.g. {files[-1]})' if files else ''}")
     if _is_local(path) and not Path(name.removeprefix("file://")).is_file():
         raise CheckpointError(f"checkpoint {name} does not exist: check the path (--ckpt_path)")
     try:
@@ -368,6 +389,7 @@ __all__ = [
     "FAULT_ENV",
     "AtomicCheckpointIO",
     "CheckpointError",
+    "atomic_write",
     "atomic_write_bytes",
     "check_fit",
     "check_identity",

@@ -9,6 +9,7 @@ leaderboard file. Errors from our own validation print as one ``error:`` line an
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import traceback
 from collections.abc import Callable
@@ -47,10 +48,26 @@ def _study_command(argv: list[str]) -> int:
     return study_main(argv)
 
 
+def _export_command(argv: list[str]) -> int:
+    from pet_lightning.export_command import main as export_main
+
+    return export_main(argv)
+
+
 EXTRA_COMMANDS["sweep"] = _sweep_command
 EXTRA_COMMANDS["study"] = _study_command
 EXTRA_COMMANDS["audit"] = _audit_command
 EXTRA_COMMANDS["report"] = _report_command
+EXTRA_COMMANDS["export"] = _export_command
+
+# What `cli.py --help` lists after Lightning's own sub-commands (those dispatched before LightningCLI parses).
+EXTRA_HELP = {
+    "sweep": "run a sweep file: tasks x methods x seeds, resumable (docs/protocol.md)",
+    "study": "run a study file at a scale and write its report (docs/studies.md)",
+    "report": "tables and figures from a sweep's results.jsonl",
+    "audit": "text shared between a task's splits (docs/protocol.md)",
+    "export": "a checkpoint to a folder load_exported / plain peft load (docs/injected_methods.md)",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,6 +75,15 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in EXTRA_COMMANDS:
         return EXTRA_COMMANDS[args[0]](args[1:])
+    if args[:1] in (["-h"], ["--help"]):
+        with contextlib.suppress(SystemExit):  # LightningCLI prints its help and exits
+            run_lightning(["--help"])
+        print(extra_commands_help())
+        return 0
+    if not args:
+        print(f"error: name a command: fit, validate, test, predict, {', '.join(EXTRA_COMMANDS)} "
+              "(python cli.py --help lists them)", file=sys.stderr)
+        return 2
     try:
         run_lightning(None if argv is None else args)
     except (ValueError, RuntimeError, OSError) as err:
@@ -65,6 +91,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {our_error(err)}", file=sys.stderr)
         return 2
     return 0
+
+
+def extra_commands_help() -> str:
+    """The lines ``cli.py --help`` adds for the commands LightningCLI does not know."""
+    lines = ["", "more commands (python cli.py <command> --help for each):"]
+    lines += [f"    {name:<20}{EXTRA_HELP.get(name, '')}" for name in EXTRA_COMMANDS]
+    return "\n".join(lines)
 
 
 def our_error(err: BaseException) -> BaseException:

@@ -146,11 +146,20 @@ class FeatureCache:
         self.checked = True
 
     # ------------------------------------------------------------------------------------------- lookup
-    def logits(self, model: nn.Module, inputs: dict[str, torch.Tensor], idx: torch.Tensor, scope: str) -> torch.Tensor:
-        """Head logits for the batch from stored features (computing and storing them on a miss)."""
+    def logits(self, model: nn.Module, inputs: dict[str, torch.Tensor], idx: torch.Tensor, scope: str,
+               cache_keys: list[tuple[int, int]] | None = None) -> torch.Tensor:
+        """Head logits for the batch from stored features (computing and storing them on a miss).
+
+        ``cache_keys`` (``(idx, fingerprint)`` per example, from the collator) spares reading ``idx`` and the
+        fingerprints back from the device: two host-device syncs per step on a GPU.
+        """
         rows = self.store.setdefault(scope, {})
-        keys = idx.tolist()
-        prints = fingerprint(inputs["input_ids"]).tolist()
+        if rows and next(iter(rows.values()))[1].device != inputs["input_ids"].device:
+            rows.clear()  # filled on another device (a GPU fit, then a CPU validate of the same module)
+        if cache_keys is None:
+            cache_keys = list(zip(idx.tolist(), fingerprint(inputs["input_ids"]).tolist()))
+        keys = [k for k, _ in cache_keys]
+        prints = [p for _, p in cache_keys]
         hit = all(k in rows and rows[k][0] == p for k, p in zip(keys, prints))
         if hit:
             cls = torch.stack([rows[k][1] for k in keys])

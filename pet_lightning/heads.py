@@ -34,7 +34,7 @@ from pet_lightning.strategies.base import backbone_of, head_parameters
 from pet_lightning.tasks import TaskSpec
 
 HEAD_KINDS = ("hf", "mlp")
-POOLERS = ("pretrained", "first_token")
+POOLERS = ("pretrained", "first_token", "mean")
 
 
 class HeadError(ValueError):
@@ -78,6 +78,38 @@ class FirstToken(nn.Module):
         return hidden_states[:, 0]
 
 
+class MeanPooling(nn.Module):
+    """Stands in for the encoder's pooler: the mean of the final hidden states over the attended tokens, as
+    sentence-transformers trained all-MiniLM-L6-v2 (its ``Pooling(mean)``; the ``Normalize`` after it is left out,
+    the head learns its own scale). No parameters.
+
+    A pooler is called with the hidden states only, so the attention mask is read by a forward pre-hook on the
+    encoder (:meth:`record_mask`) and used by the pooler call inside that same forward.
+    """
+
+    def __init__(self, output_dim: int):
+        super().__init__()
+        self.output_dim = output_dim
+        self.mask: torch.Tensor | None = None
+
+    def record_mask(self, encoder: nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
+        # BertModel.forward(input_ids, attention_mask, ...): the mask comes by keyword from the HF heads.
+        self.mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
+
+    def forward(self, hidden_states: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        mask, self.mask = self.mask, None  # consumed: no batch's mask outlives its forward
+        return masked_mean(hidden_states, mask)
+
+
+def masked_mean(hidden_states: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean of ``[batch, length, hidden]`` over the positions where ``mask`` is 1 (all positions when None)."""
+    if mask is None:
+        return hidden_states.mean(dim=1)
+    # Prefix tuning prepends its virtual tokens' mask; they live in the keys, not in the hidden states.
+    weights = mask[:, -hidden_states.shape[1]:].to(hidden_states.dtype).unsqueeze(-1)
+    return (hidden_states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+
+
 def check_head_settings(head: str, hidden_size: int, init_std: float, pooler: str = "pretrained") -> None:
     if pooler not in POOLERS:
         raise HeadError(f"pooler={pooler!r}: choose one of {', '.join(POOLERS)}")
@@ -105,16 +137,31 @@ def bypass_pooler(model: nn.Module) -> nn.Module:
     return model
 
 
+def mean_pool(model: nn.Module) -> nn.Module:
+    """Replace the encoder's pooler by :class:`MeanPooling` (the masked mean of the token states): the features a
+    sentence-embedding backbone such as all-MiniLM-L6-v2 was trained to produce."""
+    encoder = backbone_of(model)
+    if getattr(encoder, "pooler", None) is None:
+        raise HeadError(f"pooler='mean': {type(encoder).__name__} has no pooler to replace (its head reads the first "
+                        "token): use pooler='pretrained'")
+    encoder.pooler = MeanPooling(model.config.hidden_size)
+    encoder.register_forward_pre_hook(encoder.pooler.record_mask, with_kwargs=True)
+    return model
+
+
 def install_head(model: nn.Module, spec: TaskSpec, head: str = "hf", hidden_size: int = 2048,
                  init_std: float = 0.005, pooler: str = "pretrained") -> nn.Module:
     """Replace the Hugging Face head of ``model`` (in place) by the head ``head`` names; returns ``model``.
 
     ``hf`` keeps the model's own head. ``pooler='first_token'`` also bypasses the encoder's pooler (see
-    :func:`bypass_pooler`). Draws from the global random stream (the module calls this under its ``init_seed``).
+    :func:`bypass_pooler`), ``pooler='mean'`` replaces it by the masked mean of the token states (:func:`mean_pool`).
+    Draws from the global random stream (the module calls this under its ``init_seed``).
     """
     check_head_settings(head, hidden_size, init_std, pooler)
     if pooler == "first_token":
         bypass_pooler(model)
+    elif pooler == "mean":
+        mean_pool(model)
     if head == "hf":
         return model
     width = model.config.hidden_size
@@ -161,6 +208,6 @@ def install_head_from(hparams: Mapping[str, Any], model: nn.Module, spec: TaskSp
 
 
 __all__ = [
-    "FirstToken", "HEAD_KINDS", "POOLERS", "HeadError", "MLPHead", "bypass_pooler", "check_head_settings",
-    "install_head", "install_head_from", "set_output_bias",
+    "FirstToken", "HEAD_KINDS", "MeanPooling", "POOLERS", "HeadError", "MLPHead", "bypass_pooler",
+    "check_head_settings", "install_head", "install_head_from", "masked_mean", "mean_pool", "set_output_bias",
 ]

@@ -22,10 +22,8 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
-from transformers import get_linear_schedule_with_warmup
 
 from pet_lightning.backbones import DEFAULT_BACKBONE, load_backbone
 from pet_lightning.checkpoints import (
@@ -38,11 +36,12 @@ from pet_lightning.checkpoints import (
     repair_epoch_end_restart,
     unpack_state,
 )
+from pet_lightning.device import prepare_device
 from pet_lightning.feature_cache import FeatureCache
 from pet_lightning.heads import install_head_from, set_output_bias
 from pet_lightning.metrics import build_metrics
-from pet_lightning.optim import adamw, fused_allowed
-from pet_lightning.precision import emulated_bf16_message
+from pet_lightning.optim import adamw, build_scheduler, fused_allowed, parameter_groups
+from pet_lightning.run_checks import check_data_matches, check_max_length, check_optimizer_numbers
 from pet_lightning.seeds import all_ranks_rng_state, restore_rank_rng_state, seed_training_randomness
 from pet_lightning.strategies import Strategy, StrategyReport, build_strategy
 from pet_lightning.strategies.base import unwrap
@@ -51,11 +50,6 @@ from pet_lightning.tasks import TaskSpec, get_task
 MODEL_INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 # The file load_from_checkpoint is reading, for the messages of on_load_checkpoint (which Lightning calls without it).
 _LOADING_FROM: contextvars.ContextVar[str | None] = contextvars.ContextVar("pet_lightning_loading_from", default=None)
-
-
-def _no_decay(module: nn.Module, param_name: str) -> bool:
-    """Biases and normalisation weights get no weight decay (as in BERT and the PETuning code bases)."""
-    return param_name.endswith("bias") or "norm" in type(module).__name__.lower()
 
 
 REGRESSION_BIAS = ("zero", "label_mean")
@@ -90,9 +84,11 @@ class PETModule(L.LightningModule):
             ``label_mean`` (the training labels' mean, set when a fit starts from scratch). From zero, AdamW
             moves the bias by about one learning rate per step: at 1e-5..1e-3 a few hundred steps cannot reach an
             STS-B mean of 2.7, so a short run spends them shifting the mean and can end predicting a constant.
-        pooler: ``pretrained`` keeps the encoder's pooler; ``first_token`` feeds the head the first token's hidden
-            state instead, for checkpoints whose pooler was never trained (the offline MiniLM's; see
-            :func:`pet_lightning.heads.bypass_pooler`).
+        pooler: ``pretrained`` keeps the encoder's pooler; for checkpoints whose pooler was never trained (the
+            offline MiniLM's), ``first_token`` feeds the head the first token's hidden state and ``mean`` the masked
+            mean of the token states, as sentence-transformers trained MiniLM (:mod:`pet_lightning.heads`).
+        tf32: On CUDA, run float32 matrix products on TF32 tensor cores (Ampere and later; see
+            :mod:`pet_lightning.device`). compile: ``torch.compile`` the model at fit start (for GPUs).
     """
 
     def __init__(
@@ -114,15 +110,15 @@ class PETModule(L.LightningModule):
         head_init_std: float = 0.005,
         regression_bias: str = "zero",
         pooler: str = "pretrained",
+        tf32: bool = True,
+        compile: bool = False,
     ):
         super().__init__()
-        if learning_rate <= 0:
-            raise ValueError(f"learning_rate={learning_rate}: use a positive learning rate")
+        check_optimizer_numbers(learning_rate, head_learning_rate, weight_decay, warmup_ratio)
         if regression_bias not in REGRESSION_BIAS:
             raise ValueError(f"regression_bias={regression_bias!r}: choose one of {', '.join(REGRESSION_BIAS)}")
-        if not 0 <= warmup_ratio < 1:
-            raise ValueError(f"warmup_ratio={warmup_ratio}: use a fraction in [0, 1)")
         self.spec: TaskSpec = get_task(task)
+        task = self.spec.name  # canonical (SST2 -> sst-2) in the hparams Lightning compares with the data module's
         self.strategy: Strategy = build_strategy(strategy)
         self.save_hyperparameters(ignore=["strategy"])
         self.hparams["strategy"] = self.strategy.config_dict()
@@ -152,8 +148,8 @@ class PETModule(L.LightningModule):
             set_dropout(config, hidden_dropout)
         seeded = torch.random.fork_rng(devices=[]) if init_seed is not None else contextlib.nullcontext()
         with seeded:
-            if init_seed is not None:
-                torch.manual_seed(init_seed)
+            if init_seed is not None:  # the CPU generator only: the model is built there, dropout draws on CUDA's
+                torch.default_generator.manual_seed(init_seed)
             model = load_backbone(backbone, self.spec, config)
             install_head_from(self.hparams, model, self.spec)
             report = (strategy or self.strategy).apply(model)
@@ -182,6 +178,7 @@ class PETModule(L.LightningModule):
     def setup(self, stage: str) -> None:
         install_atomic_checkpoint_io(self.trainer)  # atomic writes, weights_only loads (pet_lightning.checkpoints)
         datamodule = getattr(self.trainer, "datamodule", None)
+        check_data_matches(self, datamodule)  # here: before Lightning merges (and compares) both hparams
         eval_suffixes = getattr(datamodule, "eval_suffixes", None)
         if eval_suffixes is None:
             return
@@ -198,12 +195,9 @@ class PETModule(L.LightningModule):
         # Dropout follows the data-order seed, never the init seed (see pet_lightning.seeds).
         seed_training_randomness(self.trainer)
         datamodule = getattr(self.trainer, "datamodule", None)
-        self.strategy.check_run(
-            self.model, max_length=getattr(datamodule, "max_length", None), precision=str(self.trainer.precision)
-        )
-        slow_bf16 = emulated_bf16_message(str(self.trainer.precision), self.device.type)
-        if slow_bf16:
-            rank_zero_warn(slow_bf16)
+        check_max_length(self, max_length := getattr(datamodule, "max_length", None))  # every strategy; then its own
+        self.strategy.check_run(self.model, max_length=max_length, precision=str(self.trainer.precision))
+        prepare_device(self, tf32=self.hparams.get("tf32", True), compile=self.hparams.get("compile", False))
         if self.trainer.ckpt_path is None and self.trainer.global_step == 0:
             self.fill_regression_bias()
 
@@ -231,7 +225,7 @@ class PETModule(L.LightningModule):
         # The scope (split + dataloader) is set by the step methods only, so direct calls never read the cache.
         scope, self._feature_scope = self._feature_scope, None
         if scope is not None and "idx" in batch and self.caches_features():
-            return self.feature_cache.logits(self.model, inputs, batch["idx"], scope)
+            return self.feature_cache.logits(self.model, inputs, batch["idx"], scope, batch.get("cache_keys"))
         return self.model(**inputs).logits
 
     def caches_features(self) -> bool:
@@ -258,24 +252,27 @@ class PETModule(L.LightningModule):
         self._feature_scope = "train"
         logits = self(batch)
         loss = self.loss(logits, batch["label"])
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(logits))
+        self.log("train/loss", loss, prog_bar=self.device.type == "cpu", batch_size=len(logits))  # bar reads: syncs
         return loss
 
-    def _evaluate(self, batch, dataloader_idx: int, metrics: nn.ModuleList, losses: nn.ModuleList) -> None:
+    def _evaluate(self, batch, dataloader_idx: int, metrics: nn.ModuleList,
+                  losses: nn.ModuleList) -> dict[str, torch.Tensor]:
         logits = self(batch)
         # Grouped metrics need `group`; ReCoRD ranks candidates by their logits and scores the chosen one with its
         # `answer_f1` / `answer_em`. Each metric receives only the keywords its update() accepts.
         extras = {key: batch[key] for key in ("group", "answer_f1", "answer_em") if key in batch}
         metrics[dataloader_idx].update(self.predictions(logits), batch["label"], logits=logits.float(), **extras)
         losses[dataloader_idx].update(self.loss(logits, batch["label"]), weight=len(logits))
+        return {"prediction": self.predictions(logits).detach(), "logits": logits.detach().float()}
 
     def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         self._feature_scope = f"val/{dataloader_idx}"
         self._evaluate(batch, dataloader_idx, self.val_metrics, self.val_losses)
 
-    def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
+        # Returned for ReportPredictions (the per-example predictions a sweep run keeps).
         self._feature_scope = f"test/{dataloader_idx}"
-        self._evaluate(batch, dataloader_idx, self.test_metrics, self.test_losses)
+        return self._evaluate(batch, dataloader_idx, self.test_metrics, self.test_losses)
 
     def _log_epoch(self, split: str, metrics: nn.ModuleList, losses: nn.ModuleList) -> None:
         values: dict[str, torch.Tensor] = {}
@@ -300,37 +297,10 @@ class PETModule(L.LightningModule):
 
     # ---------------------------------------------------------------------------------------- optimizer
     def parameter_groups(self, learning_rate: float, head_learning_rate: float) -> list[dict[str, Any]]:
-        """AdamW groups: head vs. the rest (own learning rates), each with and without weight decay.
-
-        Only parameters that require grad are given to the optimizer, so frozen tensors get no state.
-        Partly trained (masked) tensors get no weight decay: decay would move their frozen elements.
-        Strategies with ``learning_rate_scale`` (LoRA+: ``lora_plus_ratio``) put the body tensors it scales in
-        their own groups at that multiple of ``learning_rate``.
-        """
-        head_names = set(self.report.head_names)
-        masked = set(self.report.masks)
-        scale_of = getattr(self.strategy, "learning_rate_scale", None)
-        groups: dict[tuple[bool, bool, float], list[nn.Parameter]] = {}
-        for module_name, module in self.model.named_modules():
-            for param_name, param in module.named_parameters(recurse=False):
-                if not param.requires_grad:
-                    continue
-                name = f"{module_name}.{param_name}" if module_name else param_name
-                decay = not (_no_decay(module, param_name) or name in masked)
-                is_head = name in head_names
-                scale = 1.0 if is_head or scale_of is None else float(scale_of(name))
-                groups.setdefault((is_head, decay, scale), []).append(param)
-        wd = self.hparams.weight_decay
-        return [
-            {
-                "params": params,
-                "lr": head_learning_rate if is_head else learning_rate * scale,
-                "weight_decay": wd if decay else 0.0,
-                "name": f"{'head' if is_head else 'body'}{'' if scale == 1 else f'_x{scale:g}'}"
-                f"{'' if decay else '_no_decay'}",
-            }
-            for (is_head, decay, scale), params in sorted(groups.items())
-        ]
+        """AdamW groups of the trainable tensors (see :func:`pet_lightning.optim.parameter_groups`)."""
+        return parameter_groups(self.model, set(self.report.head_names), set(self.report.masks),
+                                getattr(self.strategy, "learning_rate_scale", None), self.hparams.weight_decay,
+                                learning_rate, head_learning_rate)
 
     def configure_optimizers(self):
         settings = {
@@ -346,7 +316,7 @@ class PETModule(L.LightningModule):
         optimizer = adamw(groups, settings["learning_rate"], tuple(self.hparams.adam_betas), self.hparams.adam_eps,
                           allow_fused=fused_allowed(self._trainer))
         total = settings["total_steps"] or max(1, int(self.trainer.estimated_stepping_batches))
-        scheduler = get_linear_schedule_with_warmup(optimizer, int(settings["warmup_ratio"] * total), total)
+        scheduler = build_scheduler(optimizer, settings, total)  # optimizer_overrides["schedule"] picks its shape
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # -------------------------------------------------------------------------------------- checkpoints

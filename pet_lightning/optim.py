@@ -10,10 +10,11 @@ default kernel our loop was 5% slower per step than Trainer on full fine-tuning 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
+from torch import nn
 
 # Devices with a fused AdamW kernel in every torch this project supports (torch >= 2.4 added CPU).
 FUSED_DEVICES = frozenset({"cpu", "cuda"})
@@ -52,3 +53,78 @@ def adamw(groups: list[dict[str, Any]], lr: float, betas: tuple[float, float] = 
     params = [p for g in groups for p in g["params"]]
     fused = allow_fused and fused_supported(params)
     return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=fused or None)
+
+
+# ------------------------------------------------------------------------------------------------ schedules
+SCHEDULES = ("linear", "sat_annealing")
+
+
+def sat_annealing_factor(step: int, total: int, warmup: int, constant_steps: int = 100,
+                         constant_rate: float = 0.05) -> float:
+    """The EH-FT code's learning-rate factor at ``step`` of a stage (SwissArmyTransformer ``AnnealingLR``,
+    ``SAT/training/learning_rates.py:42-50`` with ``auto_warmup_steps=100``, ``auto_warmup_rate=0.05``).
+
+    The first ``constant_steps`` steps run at ``constant_rate``; then ``step / warmup`` up to ``warmup``; then
+    ``(total - (step - warmup)) / total``, which ends at ``warmup / total`` of the peak (10% for a 10% warm-up),
+    not at 0.
+    """
+    if step <= constant_steps:
+        return constant_rate
+    if warmup > 0 and step <= warmup:
+        return step / warmup
+    return max(0.0, (total - (step - warmup)) / total)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, settings: dict[str, Any],
+                    total: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """The per-step schedule over ``total`` steps: ``settings["warmup_ratio"]`` and ``settings.get("schedule")``
+    (None or ``{"name": "linear"}``: warm-up then linear decay to 0, Hugging Face's; ``{"name": "sat_annealing",
+    "constant_steps": 100, "constant_rate": 0.05}``: :func:`sat_annealing_factor`)."""
+    schedule = dict(settings.get("schedule") or {"name": "linear"})
+    name = schedule.pop("name", "linear")
+    warmup = int(settings["warmup_ratio"] * total)
+    if name == "linear":
+        from transformers import get_linear_schedule_with_warmup
+
+        return get_linear_schedule_with_warmup(optimizer, warmup, total)
+    if name == "sat_annealing":
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: sat_annealing_factor(step, total, warmup, **schedule))
+    raise ValueError(f"schedule {name!r} is unknown: choose one of {', '.join(SCHEDULES)}")
+
+
+def _no_decay(module: nn.Module, param_name: str) -> bool:
+    """Biases and normalisation weights get no weight decay (as in BERT and the PETuning code bases)."""
+    return param_name.endswith("bias") or "norm" in type(module).__name__.lower()
+
+
+def parameter_groups(model: nn.Module, head_names: set[str], masked: set[str],
+                     scale_of: Callable[[str], float] | None, weight_decay: float,
+                     learning_rate: float, head_learning_rate: float) -> list[dict[str, Any]]:
+    """AdamW groups: head vs. the rest (own learning rates), each with and without weight decay.
+
+    Only parameters that require grad are given to the optimizer, so frozen tensors get no state. Partly trained
+    (``masked``) tensors get no weight decay: decay would move their frozen elements. ``scale_of`` (a strategy's
+    ``learning_rate_scale``, LoRA+'s ``lora_plus_ratio``) puts the body tensors it scales in their own groups at
+    that multiple of ``learning_rate``.
+    """
+    groups: dict[tuple[bool, bool, float], list[nn.Parameter]] = {}
+    for module_name, module in model.named_modules():
+        for param_name, param in module.named_parameters(recurse=False):
+            if not param.requires_grad:
+                continue
+            name = f"{module_name}.{param_name}" if module_name else param_name
+            decay = not (_no_decay(module, param_name) or name in masked)
+            is_head = name in head_names
+            scale = 1.0 if is_head or scale_of is None else float(scale_of(name))
+            groups.setdefault((is_head, decay, scale), []).append(param)
+    return [
+        {
+            "params": params,
+            "lr": head_learning_rate if is_head else learning_rate * scale,
+            "weight_decay": weight_decay if decay else 0.0,
+            "name": f"{'head' if is_head else 'body'}{'' if scale == 1 else f'_x{scale:g}'}"
+            f"{'' if decay else '_no_decay'}",
+        }
+        for (is_head, decay, scale), params in sorted(groups.items())
+    ]

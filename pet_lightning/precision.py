@@ -60,8 +60,8 @@ def cpu_bf16_emulated() -> bool:
 def emulated_bf16_message(precision: str, device_type: str) -> str | None:
     """The one-line warning for a run in ``precision`` on ``device_type`` where bf16 is emulated, else None.
 
-    Only CPU runs in a bf16 precision are checked (GPUs report bf16 support through
-    ``torch.cuda.is_bf16_supported``, which Lightning checks itself).
+    Only CPU runs in a bf16 precision are checked here; GPUs by their compute capability
+    (:func:`pet_lightning.device.gpu_bf16_message`: Lightning does not check them either).
     """
     if device_type != "cpu" or "bf16" not in str(precision):
         return None

@@ -137,7 +137,8 @@ def test_the_quickstart_runs_every_task_by_changing_data_task_alone(spec, data_d
     has_train = (Path(data_dir) / spec.benchmark / spec.folder / spec.files["train"]).is_file()
     # Without an official train split (BoolQ here) only train_holdout has examples to train on.
     protocol = [] if has_train else ["--data.init_args.protocol=train_holdout"]
-    code = main(["fit", "--config", QUICKSTART, f"--data.init_args.task={spec.name}", "--trainer.fast_dev_run=true",
+    code = main(["fit", "--config", str(REPO_ROOT / QUICKSTART), f"--data.init_args.task={spec.name}",
+                 "--trainer.fast_dev_run=true",
                  "--trainer.logger=false", f"--trainer.default_root_dir={tmp_path}", "--data.init_args.max_length=32",
                  "--data.init_args.batch_size=4", "--data.init_args.train_subset=8", *protocol])
     out, err = capsys.readouterr()
@@ -164,8 +165,8 @@ def test_the_quickstart_runs_every_task_by_changing_data_task_alone(spec, data_d
     ids=["task", "glue-module-superglue-task", "superglue-module-glue-task", "strategy", "protocol", "max-length"],
 )
 def test_bad_input_is_one_error_line_and_exit_code_2(args, message, tmp_path, capsys):
-    code = main(["fit", "--config", QUICKSTART, "--trainer.fast_dev_run=true", "--trainer.logger=false",
-                 f"--trainer.default_root_dir={tmp_path}", *args])
+    code = main(["fit", "--config", str(REPO_ROOT / QUICKSTART), "--trainer.fast_dev_run=true",
+                 "--trainer.logger=false", f"--trainer.default_root_dir={tmp_path}", *args])
     _, err = capsys.readouterr()
     assert code == 2
     errors = [line for line in err.splitlines() if line.startswith("error:")]

@@ -76,10 +76,11 @@ def test_module_with_first_token_has_no_pooler_parameters_and_pretrained_model_b
 
 
 def test_bad_pooler_value_raises_head_error_naming_the_choices(tiny):
-    with pytest.raises(HeadError, match="pretrained, first_token"):
+    with pytest.raises(HeadError, match="pretrained, first_token, mean") as err:
         PETModule(backbone=tiny, task="rte", pooler="cls")
-    with pytest.raises(HeadError, match="pooler='mean'"):
-        install_head(_tiny_bert(), get_task("rte"), pooler="mean")
+    assert "\n" not in str(err.value)
+    with pytest.raises(HeadError, match="pooler='max'"):
+        install_head(_tiny_bert(), get_task("rte"), pooler="max")
 
 
 @pytest.mark.parametrize("family", ["roberta", "distilbert"])

@@ -7,7 +7,9 @@ from pet_lightning.callbacks.features import HeadFeatures
 from pet_lightning.callbacks.freezing import StrategyFreezing
 from pet_lightning.callbacks.predictions import SubmissionWriter
 from pet_lightning.callbacks.probe import ExactLinearProbe
+from pet_lightning.callbacks.report_predictions import ReportPredictions
 from pet_lightning.callbacks.resume import ResumeCheckpoints
+from pet_lightning.callbacks.schedule import LearningRateSchedule
 from pet_lightning.callbacks.selection import SelectionCheckpoint, SelectionEarlyStopping
 from pet_lightning.callbacks.summary import RunSummary
 from pet_lightning.callbacks.two_stage import TwoStageTraining
@@ -17,7 +19,9 @@ __all__ = [
     "CollapseGuard",
     "ExactLinearProbe",
     "HeadFeatures",
+    "LearningRateSchedule",
     "PretrainedDistance",
+    "ReportPredictions",
     "ResumeCheckpoints",
     "RunSummary",
     "SelectionCheckpoint",

@@ -13,6 +13,10 @@ which :class:`~pet_lightning.module.PETModule` does not). :class:`AdaLoraSchedul
   the gradients before each optimizer step; for the mean loss of an accumulation window that is the gradient of
   loss + regulariser.
 
+Under ``16-mixed`` the gradients are unscaled through the loss scaler first (also for fused AdamW, which would
+otherwise unscale only inside its step), so importance scores and the regulariser see true gradients; a step the
+scaler skips for inf/NaN gradients leaves the scores as they were (:func:`unscale_for_reading`).
+
 Its checkpoint state holds the importance scores and the rank pattern, so a resumed run prunes exactly as an
 uninterrupted one. ``PETLightningCLI`` adds the callback whenever the strategy is AdaLoRA; without it, fitting an
 AdaLoRA model fails at fit start with a one-line error.
@@ -37,12 +41,34 @@ def adalora_model(model: nn.Module) -> Any:
     return next((m for m in model.modules() if isinstance(m, AdaLoraModel)), None)
 
 
+def unscale_for_reading(trainer: L.Trainer, optimizer: Any) -> bool:
+    """Make the gradients of ``optimizer`` unscaled under a loss scaler (``16-mixed``); returns whether they are
+    finite.
+
+    Lightning unscales before ``on_before_optimizer_step`` except for optimizers that unscale inside their step
+    (fused AdamW, which the module picks without clipping): their gradients would still be multiplied by the loss
+    scale here. Unscaling through the scaler itself is what ``scaler.step`` expects (it then passes no scale to the
+    fused kernel). Reading the overflow flag is one host-device sync per optimizer step, under ``16-mixed`` only.
+    """
+    from torch.amp.grad_scaler import OptState
+
+    scaler = getattr(getattr(trainer, "precision_plugin", None), "scaler", None)
+    if scaler is None or not scaler.is_enabled():
+        return True
+    optimizer = getattr(optimizer, "_optimizer", optimizer)  # a LightningOptimizer wraps the one the scaler knows
+    state = scaler._per_optimizer_states[id(optimizer)]
+    if state["stage"] is OptState.READY:
+        scaler.unscale_(optimizer)
+    return not any(bool(found) for found in state["found_inf_per_device"].values())
+
+
 class AdaLoraSchedule(L.Callback):
     """Sets AdaLoRA's total steps, allocates its rank budget after every optimizer step and adds its orthogonal
     regulariser (see the module docstring). A no-op for any other strategy."""
 
     def __init__(self) -> None:
         self._last_step: int | None = None
+        self._finite = True  # whether this step's gradients were finite (always, without a loss scaler)
         self._restored: dict[str, Any] | None = None
         self._module: L.LightningModule | None = None
 
@@ -84,6 +110,7 @@ class AdaLoraSchedule(L.Callback):
         tuner = self._tuner(pl_module)
         if tuner is None:
             return
+        self._finite = unscale_for_reading(trainer, optimizer)
         adapter = tuner.trainable_adapter_name
         weight = tuner.peft_config[adapter].orth_reg_weight
         matrices = [
@@ -108,12 +135,28 @@ class AdaLoraSchedule(L.Callback):
         if tuner is None or trainer.global_step == self._last_step:
             return  # accumulating: no optimizer step this batch
         self._last_step = trainer.global_step
-        if not tuner.rankallocator.ipt:
-            # peft scores importance only before the final allocation step; a run whose first step is that step
-            # (fast_dev_run, tiny subsets) would allocate from no scores: score this step's gradients first.
-            tuner.rankallocator.update_ipt(tuner.model)
-        # Steps taken so far (1-based): on the last step the budget is exactly target_r per layer on average.
-        tuner.update_and_allocate(trainer.global_step)
+        allocator = tuner.rankallocator
+        if not self._finite and not allocator.ipt:
+            # Nothing scored yet (a fresh scaler's first steps overflow): score this step as zero gradients (the
+            # scaler skipped it, and they are zeroed before the next) rather than skip, so that an allocation due
+            # now still happens.
+            for name, p in tuner.model.named_parameters():
+                if "lora_" in name and p.grad is not None:
+                    p.grad.zero_()
+            self._finite = True
+        if not self._finite:
+            # The loss scaler skipped this step (inf/NaN gradients): scoring them would make the moving averages NaN
+            # for good (and NaN scores are never pruned). Keep the scores; the budget schedule still advances.
+            allocator.update_ipt = lambda model: None
+        try:
+            if not allocator.ipt:
+                # peft scores importance only before the final allocation step; a run whose first step is that
+                # step (fast_dev_run, tiny subsets) would allocate from no scores: score this step's gradients first.
+                allocator.update_ipt(tuner.model)
+            # Steps taken so far (1-based): on the last step the budget is exactly target_r per layer on average.
+            tuner.update_and_allocate(trainer.global_step)
+        finally:
+            allocator.__dict__.pop("update_ipt", None)
 
     def state_dict(self) -> dict[str, Any]:
         if self._restored is not None:  # restored but not yet applied (saved before training started)

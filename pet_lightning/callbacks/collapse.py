@@ -14,7 +14,9 @@ and look like results. After every validation epoch the guard checks
 and warns with one line naming the epoch and the numbers. It also logs ``collapse/prediction_std`` (regression)
 or ``collapse/top_class_fraction`` (classification), and ``collapse/train_loss_over_prior``. Every finding is
 kept in :attr:`CollapseGuard.findings`. Predictions are read by a forward hook on the module during validation,
-the training loss and labels from the training batches as they pass: nothing runs twice.
+the training loss and labels from the training batches as they pass: nothing runs twice. They stay on the device
+until the epoch ends (no host-device sync per batch) and are summed over all ranks under DDP, so every rank judges
+the whole data and holds the same findings.
 """
 
 from __future__ import annotations
@@ -30,15 +32,40 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 
 
-def _tally(values: torch.Tensor, regression: bool, moments: list, counts: Counter) -> None:
-    """Add labels or predictions: (count, sum, sum of squares) for regression, class counts otherwise."""
+def _reduce(trainer: L.Trainer, values: torch.Tensor, op: str = "sum") -> torch.Tensor:
+    """``values`` summed (or maxed) over every rank: under DDP each rank saw only its shard of the data."""
+    strategy = getattr(trainer, "strategy", None)
+    if strategy is None or getattr(trainer, "world_size", 1) <= 1:
+        return values
+    return strategy.reduce(values, reduce_op=op)
+
+
+def _settle(trainer: L.Trainer, device: torch.device, pending: list[torch.Tensor], regression: bool, moments: list,
+            counts: Counter) -> None:
+    """Fold the values kept on the device since the last call into ``moments`` (count, sum, sum of squares;
+    regression) or class ``counts``, over all ranks; empties ``pending``.
+
+    One host read and at most two small collectives per call (epoch ends), never one per batch. Every rank must
+    call it at the same point (it is a collective under DDP), also with nothing pending.
+    """
+    values = torch.cat([v.reshape(-1) for v in pending]).cpu() if pending else torch.zeros(0)
+    pending.clear()
     if regression:
         values = values.double()
-        moments[0] += values.numel()
-        moments[1] += float(values.sum())
-        moments[2] += float(values.pow(2).sum())
-    else:
-        counts.update(values.tolist())
+        local = torch.tensor([values.numel(), values.sum(), values.pow(2).sum()], dtype=torch.float64)
+        total = _reduce(trainer, local.to(device)).cpu()
+        moments[0] += int(total[0])
+        moments[1] += float(total[1])
+        moments[2] += float(total[2])
+        return
+    values = values.long()
+    values = values[values >= 0]
+    width = torch.tensor([int(values.max()) + 1 if values.numel() else 0], device=device)
+    width = int(_reduce(trainer, width, "max"))
+    if width == 0:
+        return
+    tally = _reduce(trainer, torch.bincount(values, minlength=width).to(device)).cpu()
+    counts.update({index: int(n) for index, n in enumerate(tally.tolist()) if n})
 
 
 def _variance(moments: list) -> float | None:
@@ -80,23 +107,43 @@ class CollapseGuard(Callback):
         self._reset_val()
 
     # ------------------------------------------------------------------------------------------ training
+    # Per batch only device-side work: the loss is summed and the labels kept on the device, and both are read once
+    # when validation or the epoch ends (a float() or tolist() per batch would stall the GPU every step).
     def _reset_train(self) -> None:
         self._loss_sum, self._loss_batches = 0.0, 0
+        self._pending_loss: torch.Tensor | None = None
+        self._pending_batches = 0
+        self._pending_labels: list[torch.Tensor] = []
         self._labels: Counter = Counter()
         self._label_moments = [0, 0.0, 0.0]  # count, sum, sum of squares (regression)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._loss_sum, self._loss_batches = 0.0, 0
+        self._pending_loss, self._pending_batches = None, 0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if loss is not None:
-            self._loss_sum += float(loss.detach())
-            self._loss_batches += 1
-        regression = pl_module.spec.kind == "regression"
-        _tally(batch["label"].detach(), regression, self._label_moments, self._labels)
+            loss = loss.detach().float()
+            self._pending_loss = loss if self._pending_loss is None else self._pending_loss + loss
+            self._pending_batches += 1
+        self._pending_labels.append(batch["label"].detach())
+
+    def _settle_train(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """The epoch's loss so far and the labels seen, read from the device and summed over ranks."""
+        device = pl_module.device
+        pending = self._pending_loss if self._pending_loss is not None else torch.zeros((), device=device)
+        local = torch.stack([pending.to(device=device, dtype=torch.float64),
+                             torch.tensor(float(self._pending_batches), dtype=torch.float64, device=device)])
+        total = _reduce(trainer, local).tolist()
+        self._loss_sum += total[0]
+        self._loss_batches += int(total[1])
+        self._pending_loss, self._pending_batches = None, 0
+        _settle(trainer, device, self._pending_labels, pl_module.spec.kind == "regression", self._label_moments,
+                self._labels)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._settle_train(trainer, pl_module)
         prior = self.prior_loss(pl_module.spec.kind)
         if trainer.current_epoch < self.min_epoch or not self._loss_batches or not prior:
             return
@@ -120,23 +167,30 @@ class CollapseGuard(Callback):
     def _reset_val(self) -> None:
         self._pred_moments = [0, 0.0, 0.0]
         self._classes: Counter = Counter()
+        self._pending_preds: list[torch.Tensor] = []
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._reset_val()
         if self._handle is None:
             self._handle = pl_module.register_forward_hook(self._record)
 
-    def _record(self, module, args: Any, logits: torch.Tensor) -> None:
-        regression = module.spec.kind == "regression"
-        _tally(module.predictions(logits.detach()), regression, self._pred_moments, self._classes)
+    def _record(self, module, args: Any, logits: torch.Tensor | None) -> None:
+        if not torch.is_tensor(logits):
+            return  # under DDP Lightning routes validation_step through the module's call too: that output is None
+        self._pending_preds.append(module.predictions(logits.detach()))
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._handle is not None:
             self._handle.remove()
             self._handle = None
         if trainer.sanity_checking:
+            self._pending_preds.clear()
             return
         epoch, kind = trainer.current_epoch, pl_module.spec.kind
+        # Every rank settles here (collectives), before any rank-dependent early return.
+        regression = kind == "regression"
+        _settle(trainer, pl_module.device, self._pending_preds, regression, self._pred_moments, self._classes)
+        self._settle_train(trainer, pl_module)
         if kind == "regression":
             count, variance = self._pred_moments[0], _variance(self._pred_moments)
             if variance is None:

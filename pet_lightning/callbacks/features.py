@@ -6,12 +6,14 @@ over up to ``max_examples`` training examples and every reported example, and wr
 ``report_labels`` and, for the MLP head (``head="mlp"``), its hidden layer after ReLU (``*_hidden``). The head's
 input is read by a forward pre-hook on the head module (the first token for heads that receive the sequence), so
 it is what the head saw, with whatever the strategy injected (LoRA, prefixes, BitFit's biases) still in place.
+Under DDP every rank reads its shard and rank 0 writes all of them, in the split's order.
 
 >>> trainer = L.Trainer(max_epochs=1, callbacks=[HeadFeatures(max_examples=500)])
 """
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import lightning as L
@@ -56,8 +58,11 @@ def collect(module: L.LightningModule, loader, limit: int | None = None) -> dict
     labels: list[torch.Tensor] = []
     was_training = module.model.training
     module.model.eval()
+    # Under the fit's autocast (bf16 / fp16 runs): the features the head saw, at mixed-precision speed and memory.
+    trainer = getattr(module, "_trainer", None)
+    autocast = trainer.precision_plugin.forward_context() if trainer is not None else contextlib.nullcontext()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), autocast:
             for batch in loader:
                 inputs = {k: batch[k].to(module.device) for k in MODEL_INPUTS if k in batch}
                 module.model(**inputs)
@@ -72,6 +77,26 @@ def collect(module: L.LightningModule, loader, limit: int | None = None) -> dict
     if seen["hidden"]:
         result["hidden"] = torch.cat(seen["hidden"]).numpy()
     return {key: value[:limit] if limit is not None else value for key, value in result.items()}
+
+
+def gather_in_order(trainer: L.Trainer, loader, module: L.LightningModule,
+                    limit: int | None = None) -> dict[str, np.ndarray]:
+    """:func:`collect` over this rank's shard of ``loader``, gathered from every rank (a collective under DDP) and
+    put back in the order a single process reads: the same arrays whatever the number of processes."""
+    local = collect(module, loader, limit)
+    # Where each collected example sits in the split (the sampler's dataset indices, in the order it yields them).
+    local["position"] = np.asarray(list(loader.sampler)[: len(local["labels"])], dtype=np.int64)
+    world = getattr(trainer, "world_size", 1)
+    if world <= 1:
+        parts = [local]
+    else:
+        import torch.distributed as dist
+
+        parts = [None] * world
+        dist.all_gather_object(parts, local)
+    order = np.argsort(np.concatenate([part["position"] for part in parts]), kind="stable")
+    merged = {key: np.concatenate([part[key] for part in parts])[order] for key in local if key != "position"}
+    return {key: value[:limit] if limit is not None else value for key, value in merged.items()}
 
 
 class HeadFeatures(Callback):
@@ -93,9 +118,10 @@ class HeadFeatures(Callback):
         datamodule = trainer.datamodule
         if not hasattr(datamodule, "eval_dataloader"):
             raise ValueError("HeadFeatures reads the splits of a pet_lightning TaskDataModule: use one")
-        # Sequential loaders: the training sampler has run out (or would resume mid-epoch) after the fit.
-        train = collect(pl_module, datamodule.eval_dataloader("train"), self.max_examples)
-        report = collect(pl_module, datamodule.eval_dataloader("test"))
+        # Sequential loaders: the training sampler has run out (or would resume mid-epoch) after the fit. Under DDP
+        # each rank reads its shard, and the shards are gathered back into the split's order.
+        train = gather_in_order(trainer, datamodule.eval_dataloader("train"), pl_module, self.max_examples)
+        report = gather_in_order(trainer, datamodule.eval_dataloader("test"), pl_module)
         arrays = {f"train_{k}": v for k, v in train.items()} | {f"report_{k}": v for k, v in report.items()}
         self.path = Path(trainer.default_root_dir) / self.filename
         self.path.parent.mkdir(parents=True, exist_ok=True)

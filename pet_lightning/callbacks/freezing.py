@@ -34,6 +34,10 @@ class StrategyFreezing(BaseFinetuning):
     @staticmethod
     def log_report(pl_module: L.LightningModule, report: Any, prefix: str = "strategy") -> None:
         counts = {f"{prefix}/{key}": value for key, value in report.as_dict().items()}
+        strategy = getattr(pl_module, "strategy", None)
+        if strategy is not None and hasattr(strategy, "config_dict"):
+            # The settings too (LoRA's r, a peft config's class and arguments): counts alone tell runs apart badly.
+            counts[f"{prefix}/settings"] = strategy.config_dict()
         rank_zero_info(
             f"[pet_lightning] {report.strategy}: {report.trainable:,} of {report.total:,} backbone parameters train "
             f"({report.percent:.4f}%), head {report.head:,}"

@@ -80,15 +80,7 @@ class ExactLinearProbe(Callback):
             )
         linear_head(pl_module.model)  # refuses heads that are not one linear layer
 
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.solved:  # resumed: the checkpoint holds the head (and the optimizer its learning rates)
-            return
-        if backbone_trains(pl_module.model):
-            raise ProbeError(
-                f"ExactLinearProbe needs a frozen encoder when training starts, but strategy "
-                f"{pl_module.strategy.name!r} trains it: use strategy 'frozen' (linear probing, LP-FT stage 1)"
-            )
-        train, selection = self._loaders(trainer)
+    def _solve(self, pl_module: L.LightningModule, train, selection) -> tuple[Any, Any, Any, int]:
         train_xy = head_inputs(pl_module, train, "train")
         selection_xy = head_inputs(pl_module, selection, "val/0")
         if pl_module.spec.kind == "regression":
@@ -97,6 +89,21 @@ class ExactLinearProbe(Callback):
             weight, bias, result = solve_logistic(
                 train_xy, selection_xy, pl_module.spec.num_labels, self.strengths, self.max_iter
             )
+        return weight, bias, result, len(train_xy[1])
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.solved:  # resumed: the checkpoint holds the head (and the optimizer its learning rates)
+            return
+        if backbone_trains(pl_module.model):
+            raise ProbeError(
+                f"ExactLinearProbe needs a frozen encoder when training starts, but strategy "
+                f"{pl_module.strategy.name!r} trains it: use strategy 'frozen' (linear probing, LP-FT stage 1)"
+            )
+        # Rank 0 solves and sends its head to the others: ranks solving alone could end a last bit apart (GPU
+        # features), and nothing would sync them again (DDP syncs gradients only); the others skip the encoding.
+        train, selection = self._loaders(trainer)  # on every rank: a missing split fails everywhere, not on rank 0
+        solution = self._solve(pl_module, train, selection) if trainer.is_global_zero else None
+        weight, bias, result, n_train = trainer.strategy.broadcast(solution, src=0)
         write_head(linear_head(pl_module.model), weight, bias)
         self.result, self.solved = result, True
         if result.absent_classes:
@@ -108,7 +115,7 @@ class ExactLinearProbe(Callback):
             self._hold_head(trainer, pl_module)
         rank_zero_info(
             f"[pet_lightning] exact {result.kind} probe: strength {result.strength:g} "
-            f"(selection loss {result.selection_loss:.4f}, {len(train_xy[1])} training examples)"
+            f"(selection loss {result.selection_loss:.4f}, {n_train} training examples)"
         )
         for logger in trainer.loggers:
             logger.log_metrics(

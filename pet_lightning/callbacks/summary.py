@@ -29,18 +29,42 @@ class RunSummary(Callback):
         self.values: dict[str, Any] = {}
         # (epoch, headline, monitored value, may select) of every validation of the fit.
         self.history: list[tuple[int, float, float | None, bool]] = []
+        self._window: float | None = None  # start of the current training stretch (see _now)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._fit_start = time.perf_counter()
         self._train_seconds = 0.0
         self._samples = 0
+        self._window = None
+
+    # Throughput is timed over the training stretches of each epoch (from a batch's start to the next validation or
+    # the epoch's end), with the device synchronised at the stretches' ends only: per-batch windows read on the host
+    # would leave queued GPU work out of the time.
+    @staticmethod
+    def _now(pl_module: L.LightningModule) -> float:
+        if pl_module.device.type == "cuda":
+            import torch
+
+            torch.cuda.synchronize(pl_module.device)
+        return time.perf_counter()
+
+    def _close_window(self, pl_module: L.LightningModule) -> None:
+        if self._window is not None:
+            self._train_seconds += self._now(pl_module) - self._window
+            self._window = None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self._batch_start = time.perf_counter()
+        if self._window is None:  # the first batch of the epoch, or after a validation
+            self._window = self._now(pl_module)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self._train_seconds += time.perf_counter() - self._batch_start
         self._samples += len(batch["input_ids"]) * trainer.world_size
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._close_window(pl_module)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._close_window(pl_module)
 
     @staticmethod
     def selector(trainer: L.Trainer) -> tuple[str, str]:

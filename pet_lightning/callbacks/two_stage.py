@@ -7,8 +7,9 @@ boundary the callback
 1. removes the stage-1 method (``strategy.remove``), keeping the trained head,
 2. puts every backbone tensor back to its pretrained value, bit for bit, from the backbone's source (a BitFit
    stage 1 changed biases: they go back),
-3. optionally resets the head's biases to a fresh head's (``keep_head_bias=False``: the study's code copied only
-   the head's weights),
+3. optionally resets the head's biases to a fresh head's (``keep_head_bias=False``: the study's BitFit row copied
+   only the head's weights); backbone tensors the checkpoint lacks (a pooler) are re-drawn from ``init_seed``,
+   i.e. left as stage 1 read them,
 4. applies the stage-2 strategy (full fine-tuning by default),
 5. builds a new optimizer and scheduler whose warmup and linear decay span stage 2 only, and re-wraps the model
    in DDP so the parameters that start training now stay in sync across processes.
@@ -52,8 +53,9 @@ class TwoStageTraining(StrategyFreezing):
         learning_rate: Peak learning rate of the backbone in stage 2 (1e-5 in the study).
         head_learning_rate: Peak learning rate of the head in stage 2; defaults to ``learning_rate``.
         warmup_ratio: Fraction of the stage-2 steps spent warming up; then linear decay to 0 at the end.
-        keep_head_bias: Keep the stage-1 head's biases (True) or reset them to a freshly initialised head's
-            (False, like the study's code, which copied only the weights).
+        keep_head_bias: Keep the stage-1 head's biases (True: the EH-FT code's LoRA, PT and LP-FT rows, which load
+            the whole stage-1 checkpoint) or reset them to a freshly initialised head's (False: its BitFit row,
+            which copies only the weights, ``mlp_head.py:45-50``). Nothing else of the head changes at the switch.
         log_stage: Log ``train/stage`` (1 or 2) every training step.
         select_stage1: Let stage-1 epochs be selected as the kept checkpoint (and count towards early
             stopping). Off by default: the studies report the fine-tuned model, stage 1 only initialises the
@@ -137,8 +139,10 @@ class TwoStageTraining(StrategyFreezing):
             )
         total = int(trainer.estimated_stepping_batches)
         stage1_steps = min(total, self.boundary_epoch * self._steps_per_epoch(trainer))
-        # The module's learning rate and warmup are stage 1's; its schedule ends at the boundary.
-        pl_module.optimizer_overrides = {"total_steps": max(1, stage1_steps)}
+        # The module's learning rate and warmup are stage 1's; its schedule ends at the boundary. Only the schedule's
+        # shape (a LearningRateSchedule's) stays of earlier overrides: a previous fit's stage 2 must not leak in.
+        shape = {k: v for k, v in pl_module.optimizer_overrides.items() if k == "schedule"}
+        pl_module.optimizer_overrides = {**shape, "total_steps": max(1, stage1_steps)}
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # BaseFinetuning would restore stage-1 parameter groups by name here, which breaks a stage-2 resume:
@@ -155,7 +159,13 @@ class TwoStageTraining(StrategyFreezing):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         if self.log_stage:
-            pl_module.log("train/stage", float(self.stage), on_step=True, on_epoch=False, batch_size=1)
+            # Made once per stage on the device (a Python float would be copied to it, a sync, at every log), here
+            # and not at an epoch start: a run resumed mid-epoch starts with a batch.
+            stage = getattr(self, "_stage_tensor", None)
+            if stage is None or getattr(self, "_stage_tensor_of", None) != (self.stage, pl_module.device):
+                self._stage_tensor = torch.tensor(float(self.stage), device=pl_module.device)
+                self._stage_tensor_of = (self.stage, pl_module.device)
+            pl_module.log("train/stage", self._stage_tensor, on_step=True, on_epoch=False, batch_size=1)
 
     # ------------------------------------------------------------------------------------------ the switch
     def switch(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -166,7 +176,7 @@ class TwoStageTraining(StrategyFreezing):
         # The stage-1 method is gone: apply_strategy must not remove it a second time.
         pl_module.strategy = FullFineTuning()
         report = pl_module.apply_strategy(copy.deepcopy(self.stage2_strategy))
-        pl_module.optimizer_overrides = self.stage2_overrides(trainer)
+        pl_module.optimizer_overrides = {**pl_module.optimizer_overrides, **self.stage2_overrides(trainer)}
         if isinstance(trainer.strategy, DDPStrategy):
             # DDP syncs only what required grad when it wrapped the model.
             trainer.strategy.model = trainer.strategy.lightning_module
@@ -189,7 +199,13 @@ class TwoStageTraining(StrategyFreezing):
         """Copy the pretrained backbone (and, without ``keep_head_bias``, a fresh head's biases) into ``plain``."""
         # The module reloads its source off the global random stream (a new head is initialised), so stage 2
         # draws the same dropout masks whether or not the run was resumed; checkpoint loads use the same reload.
-        fresh = pl_module.pretrained_model(plain.config)
+        # Under the module's init_seed, tensors the checkpoint lacks (roberta-large ships no pooler) are drawn as
+        # the build drew them: the stage-1 head keeps reading the features it was trained on.
+        init_seed = pl_module.hparams.get("init_seed")
+        with torch.random.fork_rng(devices=[]):
+            if init_seed is not None:
+                torch.manual_seed(init_seed)
+            fresh = pl_module.pretrained_model(plain.config)
         target = backbone_of(plain).state_dict(keep_vars=True)
         source = backbone_of(fresh).state_dict()
         if set(target) != set(source):

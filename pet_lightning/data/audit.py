@@ -127,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--task", action="append", help="task name, repeatable, or 'all' (default: all)")
     parser.add_argument(
-        "--protocol", action="append", choices=[*PROTOCOLS, "all"], help="repeatable, or 'all' (default: all)"
+        "--protocol", action="append", choices=[*PROTOCOLS, "all"],
+        help="repeatable, or 'all' (default: all but train_holdout_tail, the Revisiting code's own split)"
     )
     parser.add_argument("--data-dir", default=None, help="data root (default: $PET_DATA_DIR)")
     parser.add_argument("--train-subset", type=int, default=None, help="also audit a training subset of this size")
@@ -136,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    from pet_lightning.data.protocol import PROTOCOLS
+    from pet_lightning.data.protocol import PROTOCOLS, STUDY_SPLITS
 
     args = build_parser().parse_args(argv)
     data_dir = args.data_dir or default_data_dir()
@@ -146,7 +147,7 @@ def main(argv: list[str]) -> int:
         tasks = args.task or ["all"]
         tasks = local_tasks(data_dir) if "all" in tasks else tasks
         protocols = args.protocol or ["all"]
-        protocols = list(PROTOCOLS) if "all" in protocols else protocols
+        protocols = [p for p in PROTOCOLS if p not in STUDY_SPLITS] if "all" in protocols else protocols
         boundaries = []
         for task in tasks:
             for protocol in protocols:

@@ -13,7 +13,6 @@ DDP evaluation shards are not padded with repeated samples (padding biases MCC a
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,9 +22,16 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, DistributedSampler, SequentialSampler
 
 from pet_lightning.backbones import DEFAULT_BACKBONE, load_tokenizer
-from pet_lightning.data.encoding import EncodedDataset, PaddingCollator
+from pet_lightning.data.encoding import (
+    EncodedDataset,
+    EncodeOnFirstUse,
+    PaddingCollator,
+    loader_options,
+    private_generator,
+)
 from pet_lightning.data.formulations import Example, formulate
 from pet_lightning.data.readers import DataError, default_data_dir, read_hub, read_jsonl, read_tsv, task_file
+from pet_lightning.paths import from_start
 from pet_lightning.tasks import TaskSpec, get_task
 
 MIN_MAX_LENGTH = 8
@@ -79,6 +85,7 @@ class TaskDataModule(L.LightningDataModule):
         watch_report: Also evaluate the reported examples every validation epoch, logged with the suffix
             ``_report`` (``val/loss_report``) and never monitored by selection: what selecting on them would have
             reported (the Revisiting study's leaky "2-2" setting, read from the history afterwards).
+        pad_to_multiple_of: Pad batches to a multiple of this length (8 suits fp16/bf16 tensor cores on GPUs).
     """
 
     benchmark: str | None = None
@@ -103,6 +110,7 @@ class TaskDataModule(L.LightningDataModule):
         group_by_length: bool = False,
         sort_eval_by_length: bool = True,
         watch_report: bool = False,
+        pad_to_multiple_of: int | None = None,
     ):
         super().__init__()
         self.spec: TaskSpec = get_task(task)
@@ -121,9 +129,9 @@ class TaskDataModule(L.LightningDataModule):
 
         if protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
+        task = self.task = self.spec.name  # canonical (RTE -> rte) in the hparams too, as the model's linked task
         self.save_hyperparameters()
-        self.task = self.spec.name
-        self.data_dir = data_dir if data_dir is not None else default_data_dir()
+        self.data_dir = from_start(data_dir) if data_dir is not None else default_data_dir()
         self.backbone = backbone
         self.max_length = max_length
         self.batch_size = batch_size
@@ -229,7 +237,7 @@ class TaskDataModule(L.LightningDataModule):
             return
         self.plan = plan = self.plan_splits()
         # Tokenizing is the slow part (MultiRC: 42k answers), so each split is encoded when first used.
-        self.datasets = _EncodeOnFirstUse(
+        self.datasets = EncodeOnFirstUse(
             {
                 "train": lambda: self.encode(plan.train),
                 "val": lambda: {name: self.encode(rows) for name, rows in plan.selection.items()},
@@ -241,7 +249,7 @@ class TaskDataModule(L.LightningDataModule):
     # ----------------------------------------------------------------------------------------- loaders
     @property
     def collator(self) -> PaddingCollator:
-        return PaddingCollator(self.tokenizer.pad_token_id or 0)
+        return PaddingCollator(self.tokenizer.pad_token_id or 0, self.hparams.get("pad_to_multiple_of"))
 
     def _world(self) -> tuple[int, int]:
         trainer = self.trainer
@@ -269,8 +277,8 @@ class TaskDataModule(L.LightningDataModule):
             sampler=sampler,
             collate_fn=self.collator,
             num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            generator=_private_generator(self.resolved_order_seed()),
+            **loader_options(self.trainer, self.num_workers),
+            generator=private_generator(self.resolved_order_seed()),
         )
 
     def train_sampler(self, dataset: EncodedDataset, world_size: int, rank: int) -> DistributedSampler:
@@ -345,7 +353,8 @@ class TaskDataModule(L.LightningDataModule):
                     sampler=sampler,
                     collate_fn=self.collator,
                     num_workers=self.num_workers,
-                    generator=_private_generator(0),
+                    **loader_options(self.trainer, self.num_workers),
+                    generator=private_generator(0),
                 )
             )
         return loaders
@@ -382,25 +391,6 @@ class TaskDataModule(L.LightningDataModule):
     @property
     def num_training_examples(self) -> int:
         return len(self.datasets["train"]) if self.plan is not None else 0
-
-
-def _private_generator(seed: int) -> torch.Generator:
-    """A generator of the loader's own: every DataLoader iterator draws a base seed from its generator, and
-    drawing it from torch's global one would shift the dropout stream with each evaluation or sanity check (a
-    resumed run would then not replay an uninterrupted one)."""
-    return torch.Generator().manual_seed(seed)
-
-
-class _EncodeOnFirstUse(dict):
-    """A dict of encoded splits that builds each entry the first time it is read."""
-
-    def __init__(self, builders: dict[str, Callable[[], Any]]):
-        super().__init__()
-        self._builders = builders
-
-    def __missing__(self, key: str) -> Any:
-        value = self[key] = self._builders[key]()
-        return value
 
 
 def _task_folder(data_dir: str, spec: TaskSpec):

@@ -8,9 +8,12 @@ LayerNorm of the pretrained layer:
 * ``style: pfeiffer`` - one adapter per layer, after the feed-forward output projection;
 * ``style: houlsby`` - two per layer, after the attention output projection and after the feed-forward one.
 
-(The ``adapters`` library's Pfeiffer variant sits after the FFN LayerNorm and re-applies it; the parameter
-count is the same: 74,544 per layer on bert-base at reduction 16.) Both projections start small
-(``N(0, init_std)``, zero biases), so the adapted model starts as a near-identity of the pretrained one.
+With ``placement: normalised`` (``pfeiffer`` only) the adapter sits where adapter-transformers 2.x's Pfeiffer
+config puts it (``original_ln_before``, ``residual_before_ln``, ``original_ln_after``; the Revisiting study's
+adapter): it reads the layer's normalised output ``LN(h + x)`` (``h`` the FFN output after its dropout, ``x`` the
+layer's input), its output is added to ``h``, and the layer's LayerNorm is applied again: ``LN(h + a(LN(h + x)) +
+x)``. The parameter count is the same either way: 74,544 per layer on bert-base at reduction 16. Both projections
+start small (``N(0, init_std)``, zero biases), so the adapted model starts as a near-identity of the pretrained one.
 """
 
 from __future__ import annotations
@@ -65,6 +68,25 @@ class AdaptedLinear(nn.Module):
         return self.adapter(self.base(hidden))
 
 
+class AdaptedOutput(nn.Module):
+    """A layer's output block (``dense -> dropout``, residual, ``LayerNorm``) with a Pfeiffer adapter reading its
+    normalised output; :func:`BottleneckAdapter.remove` puts ``base`` back."""
+
+    def __init__(self, base: nn.Module, adapter: Bottleneck):
+        super().__init__()
+        self.base = base
+        self.adapter = adapter
+
+    def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        norm = self.base.LayerNorm
+        hidden = self.base.dropout(self.base.dense(hidden_states))
+        delta = self.adapter.up(self.adapter.act(self.adapter.down(norm(hidden + input_tensor))))
+        return norm(hidden + delta + input_tensor)
+
+
+PLACEMENTS = ("projection", "normalised")
+
+
 @register_strategy("adapter", "adapters", "bottleneck_adapter")
 @dataclass
 class BottleneckAdapter(Strategy):
@@ -76,12 +98,15 @@ class BottleneckAdapter(Strategy):
         activation: Non-linearity in the bottleneck: relu, gelu, swish/silu or tanh.
         init_std: Standard deviation of the initial projection weights (biases start at zero); small values
             keep the model near the pretrained one at the start.
+        placement: ``projection``: right after the output projection, reading its raw output; ``normalised``
+            (``pfeiffer`` only): reading the layer's normalised output, adapter-transformers' Pfeiffer placement.
     """
 
     style: str = "pfeiffer"
     reduction_factor: float = 16
     activation: str = "relu"
     init_std: float = 1e-2
+    placement: str = "projection"
 
     styles: ClassVar[dict[str, tuple[str, ...]]] = {"pfeiffer": ("ffn",), "houlsby": ("attention", "ffn")}
 
@@ -94,6 +119,9 @@ class BottleneckAdapter(Strategy):
             raise StrategyError(f"adapter activation {self.activation!r} is unknown: use one of {sorted(ACTIVATIONS)}")
         if self.init_std < 0:
             raise StrategyError(f"adapter init_std={self.init_std}: use a non-negative standard deviation")
+        if self.placement not in PLACEMENTS or (self.placement == "normalised" and self.style != "pfeiffer"):
+            raise StrategyError(f"adapter placement={self.placement!r} with style {self.style!r}: use projection, or "
+                                "normalised with style pfeiffer")
 
     def sites(self, hf: nn.Module) -> list[str]:
         """Names (relative to the encoder) of the projections that get an adapter."""
@@ -112,7 +140,7 @@ class BottleneckAdapter(Strategy):
 
     def prepare(self, model: nn.Module) -> nn.Module:
         hf = unwrap(model)
-        if any(isinstance(m, AdaptedLinear) for m in hf.modules()):
+        if any(isinstance(m, (AdaptedLinear, AdaptedOutput)) for m in hf.modules()):
             raise StrategyError("adapter: the model already has adapters: call remove(model) first")
         encoder = hf.base_model
         sites = self.sites(hf)
@@ -123,8 +151,18 @@ class BottleneckAdapter(Strategy):
             bottleneck = max(1, int(base.out_features // self.reduction_factor))
             adapter = Bottleneck(base.out_features, bottleneck, self.activation, self.init_std)
             adapter.to(device=base.weight.device, dtype=base.weight.dtype)
+            if self.placement == "normalised":
+                # Wrap the whole output block (dense, dropout, LayerNorm): the adapter reads its normalised output.
+                name = name.rpartition(".")[0]
+                block = encoder.get_submodule(name)
+                if not all(hasattr(block, part) for part in ("dense", "dropout", "LayerNorm")):
+                    raise StrategyError(f"adapter placement=normalised: {type(block).__name__} has no dense / dropout "
+                                        "/ LayerNorm output block: use placement projection")
+                wrapped: nn.Module = AdaptedOutput(block, adapter)
+            else:
+                wrapped = AdaptedLinear(base, adapter)
             parent = encoder.get_submodule(name.rpartition(".")[0]) if "." in name else encoder
-            setattr(parent, name.rpartition(".")[2], AdaptedLinear(base, adapter))
+            setattr(parent, name.rpartition(".")[2], wrapped)
         return model
 
     def apply(self, model: nn.Module) -> StrategyReport:
@@ -136,7 +174,7 @@ class BottleneckAdapter(Strategy):
     def remove(self, model: nn.Module) -> nn.Module:
         hf = unwrap(model)
         for name, module in list(hf.named_modules()):
-            if isinstance(module, AdaptedLinear):
+            if isinstance(module, (AdaptedLinear, AdaptedOutput)):
                 parent = hf.get_submodule(name.rpartition(".")[0]) if "." in name else hf
                 setattr(parent, name.rpartition(".")[2], module.base)
         return hf

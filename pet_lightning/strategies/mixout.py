@@ -6,8 +6,10 @@ During training every linear layer of the backbone uses, in place of its weight 
 
 where ``u`` is the pretrained weight: each element is swapped for its pretrained value with probability ``p``,
 and the rest are rescaled so the expectation stays ``w``. Dropout inside the backbone is switched off, as mixout
-takes its place; the task head (no pretrained value) keeps its dropout. Every parameter trains (this is a
-regulariser of full fine-tuning). In evaluation the layers use ``w`` as is.
+takes its place; the task head (no pretrained value) keeps its dropout, unless ``include_head``: then the head's
+linear layers mix toward their initial values and its dropout is off too, as the EH-FT study's code does
+(``replace_layer_for_mixout`` over the whole model, ``SAT/training/deepspeed_training.py:60-73, 147``). Every
+parameter trains (this is a regulariser of full fine-tuning). In evaluation the layers use ``w`` as is.
 
 The layers keep their parameter names (the forward is patched, the pretrained copy is a non-persistent buffer),
 so checkpoints are those of full fine-tuning.
@@ -47,11 +49,15 @@ class Mixout(Strategy):
     """Full fine-tuning with mixout(pretrained, p) on every linear layer of the backbone and its dropout off.
 
     Args:
-        p: Probability that an element of a weight is replaced by its pretrained value at a training step
-            (0.9 in the EH-FT study's code, ``--mix-p``). 0 gives plain training with the backbone's dropout off.
+        p: Probability that an element of a weight is replaced by its pretrained value at a training step. The
+            EH-FT study's code parses ``--mix-p 0.9`` but runs the hard-coded 0.7. 0 gives plain training with the
+            backbone's dropout off.
+        include_head: Also mix the head's linear layers toward their initial values and switch its dropout off
+            (the study's code); off keeps the head a plain, dropout-regularised layer.
     """
 
     p: float = field(default=0.9, metadata={"help": "probability of mixing an element toward its pretrained value"})
+    include_head: bool = field(default=False, metadata={"help": "mix the head toward its initial values too"})
 
     def __post_init__(self) -> None:
         if not 0 <= self.p < 1:
@@ -59,11 +65,10 @@ class Mixout(Strategy):
 
     def prepare(self, model: nn.Module) -> nn.Module:
         hf = unwrap(model)
-        backbone = backbone_of(hf)
-        if any(hasattr(module, TARGET) for module in backbone.modules()):
+        if any(hasattr(module, TARGET) for module in hf.modules()):
             raise StrategyError("mixout is already applied to this model: call remove(model) first")
         self._dropout_p: dict[str, float] = {}
-        for name, module in backbone.named_modules():
+        for name, module in self._scope(hf):
             if isinstance(module, nn.Linear):
                 # The value at application time is the pretrained one (strategies are applied before training).
                 module.register_buffer(TARGET, module.weight.detach().clone(), persistent=False)
@@ -76,8 +81,7 @@ class Mixout(Strategy):
 
     def remove(self, model: nn.Module) -> nn.Module:
         hf = super().remove(model)
-        backbone = backbone_of(hf)
-        for name, module in backbone.named_modules():
+        for name, module in self._scope(hf):
             if hasattr(module, TARGET):
                 delattr(module, TARGET)
                 del module.mixout_p
@@ -86,6 +90,13 @@ class Mixout(Strategy):
                 module.p = self._dropout_p[name]
         self._dropout_p = {}
         return hf
+
+    def _scope(self, hf: nn.Module) -> list[tuple[str, nn.Module]]:
+        """(name in ``hf``, module) of the backbone's modules, plus the head's with ``include_head``."""
+        backbone = backbone_of(hf)
+        inside = {id(module) for module in backbone.modules()}
+        return [(name, module) for name, module in hf.named_modules()
+                if id(module) in inside or (self.include_head and module is not hf)]
 
 
 __all__ = ["Mixout", "mix"]

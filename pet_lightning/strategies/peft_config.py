@@ -115,6 +115,9 @@ def build_config(cls: type, init_args: dict[str, Any], **managed: Any) -> Any:
         with warnings.catch_warnings():
             # AdaLoraConfig warns that LoRA's `r` is unused whenever it differs from 8; the strategy sets init_r.
             warnings.filterwarnings("ignore", message=".*`r` is not used in AdaLora.*")
+            # The CLI expands LoraConfig's defaults, LoftQ's included, which peft then says it ignores (it does,
+            # unless init is loftq).
+            warnings.filterwarnings("ignore", message=".*loftq_config. specified but will be ignored.*")
             return cls(**init_args, **managed)
     except (TypeError, ValueError) as err:
         raise StrategyError(f"{cls.__name__}({init_args}): {str(err).splitlines()[0]}") from None

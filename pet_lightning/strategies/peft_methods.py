@@ -95,7 +95,7 @@ class LoRA(PeftStrategy):
     lora_plus_ratio: float | None = None
 
     def __post_init__(self) -> None:
-        if self.r <= 0:
+        if isinstance(self.r, bool) or not isinstance(self.r, int) or self.r <= 0:  # 4.5 would fail deep in peft
             raise StrategyError(f"{self.name} r={self.r}: the rank must be a positive integer, e.g. r: 8")
         if self.alpha <= 0:
             raise StrategyError(f"{self.name} alpha={self.alpha}: use a positive scaling, e.g. alpha: 16")
@@ -152,7 +152,7 @@ class VeRA(PeftStrategy):
     projection_prng_key: int = 0
 
     def __post_init__(self) -> None:
-        if self.r <= 0:
+        if isinstance(self.r, bool) or not isinstance(self.r, int) or self.r <= 0:
             raise StrategyError(f"vera r={self.r}: the rank must be a positive integer, e.g. r: 256")
         _check_dropout("vera", self.dropout)
 
@@ -310,10 +310,21 @@ class PrefixTuning(_VirtualTokens):
             deep prompts. With it on, exports hold only the final prefixes (enough to predict; resume from
             Lightning checkpoints, which hold the MLP).
         projection_hidden_size: Hidden width of that MLP; None uses the model's hidden size.
+        init_std: Re-draw the prefix embedding from N(0, init_std) (the EH-FT code's ``torch.randn(...) * 0.01``,
+            ``SAT/model/finetune/prompt_tuning.py:20-23``); None keeps peft's ``nn.Embedding`` init, N(0, 1).
+
+    Hugging Face encoders shift position ids by the prefix, so prefix plus ``max_length`` must fit the position
+    table (checked at fit start; RoBERTa: 495 tokens behind 17, the length the EH-FT code cuts inputs to).
     """
 
     projection: bool = False
     projection_hidden_size: int | None = None
+    init_std: float | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.init_std is not None and not self.init_std > 0:
+            raise StrategyError(f"prefix init_std={self.init_std}: use a positive standard deviation (0.01) or None")
 
     def prepare(self, model: nn.Module) -> nn.Module:
         # peft feeds prefixes as past_key_values; transformers 5.24 renamed that argument of BERT-style encoders
@@ -328,7 +339,26 @@ class PrefixTuning(_VirtualTokens):
                 f"past_key_values, which peft {peft.__version__} needs for prefix tuning: install "
                 "'transformers<5.24' (pet-lightning's pin) or use prompt / lora"
             )
-        return super().prepare(model)
+        wrapped = super().prepare(model)
+        if self.init_std is not None:
+            for module in wrapped.modules():
+                if type(module).__name__ == "PrefixEncoder":
+                    nn.init.normal_(module.embedding.weight, mean=0.0, std=self.init_std)
+        return wrapped
+
+    def check_run(self, model: nn.Module, *, max_length: int | None = None, precision: str | None = None) -> None:
+        super().check_run(model, max_length=max_length, precision=precision)
+        hf = unwrap(model)
+        positions = getattr(hf.config, "max_position_embeddings", None)
+        # RoBERTa-style embeddings number positions from padding_idx + 1; BERT's from 0.
+        padding_idx = getattr(getattr(backbone_of(hf), "embeddings", None), "padding_idx", None)
+        needed = (0 if padding_idx is None else padding_idx + 1) + self.num_virtual_tokens + (max_length or 0)
+        if max_length is not None and positions is not None and needed > positions:
+            raise StrategyError(
+                f"prefix num_virtual_tokens={self.num_virtual_tokens} shifts position ids past the model's "
+                f"{positions} positions at max_length={max_length}: use max_length <= "
+                f"{positions - needed + max_length}"
+            )
 
     def config_class(self) -> type:
         from peft import PrefixTuningConfig

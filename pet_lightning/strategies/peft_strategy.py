@@ -157,8 +157,10 @@ class PeftStrategy(Strategy):
         target = getattr(hf, hf.base_model_prefix) if wraps_encoder else hf
         try:
             with warnings.catch_warnings():
-                # peft warns that prompt learning drops token type ids; _EncoderPeftModel keeps them.
+                # peft warns that prompt learning drops token type ids; _EncoderPeftModel keeps them. It also reads
+                # transformers' deprecated is_gradient_checkpointing (a FutureWarning on every build).
                 warnings.filterwarnings("ignore", message=".*[Tt]oken type ids.*")
+                warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
                 wrapped = get_peft_model(target, config)
         except (TypeError, ValueError, NotImplementedError) as err:
             raise StrategyError(

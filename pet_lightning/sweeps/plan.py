@@ -2,12 +2,14 @@
 
 A sweep file names tasks, methods, seed modes and seeds; :func:`plan_runs` turns it into one :class:`RunSpec` per
 combination, each with a merged LightningCLI config (defaults < ``base`` < the method's config files < the method's
-``overrides`` < ``task_overrides``) and a stable run id ``<task>.<method>.<seed mode>.<seed>.<run hash>``.
-:func:`full_config` adds what one run needs at run time (seeds, the selection callbacks, loggers): the file written
-to ``<out>/runs/<run_id>/config.yaml``, which ``python cli.py fit --config`` repeats.
+``overrides`` < ``task_overrides`` < ``cell_overrides`` < ``precision``) and a stable run id
+``<task>.<method>.<seed mode>.<seed>.<run hash>``. :func:`full_config` adds what one run needs at run time (seeds,
+the selection callbacks, loggers): the file written to ``<out>/runs/<run_id>/config.yaml``, which
+``python cli.py fit --config`` repeats.
 
 Engine settings (``cpus_per_trial``, ``gpus_per_trial``, ``max_concurrent_trials``, ``max_failures``, ``address``,
-``storage_path``) say where and how runs execute; they never enter a run's id or hash.
+``storage_path``) say where and how runs execute; they never enter a run's id or hash. ``precision`` (or
+``--precision``) is not one of them: it sets every run's ``trainer.precision`` last, so it changes run ids.
 """
 
 from __future__ import annotations
@@ -18,10 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pet_lightning.paths import from_start
 from pet_lightning.seeds import SEED_MODES, STUDY_SEEDS, resolve_seeds
 from pet_lightning.sweeps.files import SweepError, apply_scale, deep_merge, digest, load_yaml
+from pet_lightning.sweeps.resolved import check_plan
 
 RESULTS_FILE = "results.jsonl"
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
 SELECT_MODES = {"val/loss": "min", "val/headline": "max"}
 DATA_MODULES = {"glue": "pet_lightning.data.GlueDataModule", "superglue": "pet_lightning.data.SuperGlueDataModule"}
 # Trainer callbacks that the sweep replaces with its own (selection must happen on the selection split).
@@ -84,13 +89,14 @@ class SweepConfig:
         fixed_seed: The seed held fixed in the ``init`` / ``order`` modes.
         protocol: Data protocol of every run (``dev_split``, ``train_holdout``; ``standard`` is leaky).
         select: ``monitor`` (``val/loss`` or ``val/headline``) and ``patience`` (early stopping, None = off).
-        base: LightningCLI settings shared by every run.
+        base: LightningCLI defaults of every run; a method's config files replace them (the runner notes where).
         task_overrides: Task name -> settings merged last.
         out: Results folder; defaults to ``runs/sweeps/<name>``.
         wandb: W&B settings (``project``, ``tags``, ``entity``) or False for none.
         keep_checkpoints: Keep each run's selected checkpoint (and its last epoch checkpoint) after it is evaluated.
         cpus_per_trial: CPUs Ray reserves for one run; its torch threads follow.
-        gpus_per_trial: GPUs Ray reserves for one run; a fraction (0.25) lets several runs share one GPU.
+        gpus_per_trial: GPUs Ray reserves for one run, at most 1; a fraction (0.25) lets several runs share one
+            GPU, each capped at its share of the GPU's memory.
         max_concurrent_trials: At most this many runs at once (None: as many as the resources allow).
         max_failures: Ray restarts a failed run this many times (from its last epoch checkpoint) before it is
             recorded as failed.
@@ -100,6 +106,11 @@ class SweepConfig:
             a cluster); defaults to ``out``.
         study: Report layout of a study file (``transferability_table1``, ...); None for a plain sweep.
         scale: The study file's scale these settings are (``cpu``, ``paper``); set by :func:`apply_scale`.
+        precision: Every run's ``trainer.precision``, applied after the method files (which set ``bf16-mixed``;
+            ``base`` cannot override them): e.g. ``16-mixed`` on GPUs without bf16 (V100, T4). None keeps theirs.
+        cell_overrides: Task -> method -> settings merged after ``task_overrides`` (one cell: EH-FT's WiC rate).
+        table_metrics, deliberate_differences: For reports only: task -> the metric the paper's table reports (one
+            the task logs), and name -> reason of each way a scale knowingly differs from the study's code.
         reuse_from: Results folders of other sweeps (``{scale}`` is filled in) whose ``ok`` records of identical
             runs are adopted instead of training them again: same ``run_hash`` and ``config_hash``, i.e. the same
             merged config, selection, protocol and seeds. Studies that report the same runs in another shape (the
@@ -129,6 +140,10 @@ class SweepConfig:
     study: str | None = None
     scale: str | None = None
     reuse_from: list[str] = field(default_factory=list)
+    precision: str | None = None
+    cell_overrides: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    table_metrics: dict[str, str] = field(default_factory=dict)
+    deliberate_differences: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         from pet_lightning.data.protocol import PROTOCOLS
@@ -137,6 +152,13 @@ class SweepConfig:
         if not self.tasks or not self.methods:
             raise SweepError(f"sweep {self.name!r} needs at least one task and one method: add `tasks` and `methods`")
         self.tasks = [get_task(task).name for task in self.tasks]
+        self.cell_overrides = {get_task(task).name: cells for task, cells in self.cell_overrides.items()}
+        self.table_metrics = {get_task(task).name: metric for task, metric in self.table_metrics.items()}
+        odd = sorted({m for cells in self.cell_overrides.values() for m in cells} - set(self.methods)) + sorted(
+            f"{t}: {m}" for t, m in self.table_metrics.items() if m not in get_task(t).metrics)
+        if odd:
+            raise SweepError(f"cell_overrides / table_metrics name {odd}, which the sweep does not run or log: use "
+                             "its methods and each task's metrics")
         if isinstance(self.seeds, int):
             if not 1 <= self.seeds <= len(STUDY_SEEDS):
                 raise SweepError(f"seeds={self.seeds}: use 1..{len(STUDY_SEEDS)} study seeds or a list of seeds")
@@ -158,10 +180,12 @@ class SweepConfig:
 
             check_layout(self.study)
         default_out = f"runs/studies/{self.name}/{self.scale}" if self.scale else f"runs/sweeps/{self.name}"
-        self.out = self.out or default_out
+        # Folders are fixed here to the folder the command started in: trials run in Ray workers started elsewhere.
+        self.out = from_start(self.out or default_out)
+        self.storage_path = from_start(self.storage_path) if self.storage_path else None
         if isinstance(self.reuse_from, str):
             self.reuse_from = [self.reuse_from]
-        self.reuse_from = [str(folder).format(scale=self.scale) for folder in self.reuse_from]
+        self.reuse_from = [from_start(str(folder).format(scale=self.scale)) for folder in self.reuse_from]
         if any(Path(folder).resolve() == Path(self.out).resolve() for folder in self.reuse_from):
             raise SweepError(f"reuse_from names the sweep's own out folder {self.out}: list other sweeps' folders")
         self.check_engine()
@@ -172,12 +196,17 @@ class SweepConfig:
             raise SweepError(f"cpus_per_trial={self.cpus_per_trial}: reserve more than 0 CPUs per run (e.g. 1)")
         if self.gpus_per_trial < 0:
             raise SweepError(f"gpus_per_trial={self.gpus_per_trial}: use 0 (CPU runs) or a positive share of a GPU")
-        if self.gpus_per_trial > 1 and self.gpus_per_trial != int(self.gpus_per_trial):
-            raise SweepError(f"gpus_per_trial={self.gpus_per_trial}: above 1, use a whole number of GPUs")
+        if self.gpus_per_trial > 1:
+            # devices>1 in a Ray worker makes Lightning re-launch Ray's worker script as DDP ranks: it hangs or dies.
+            raise SweepError(f"gpus_per_trial={self.gpus_per_trial}: a sweep run trains on at most one GPU; use "
+                             "gpus_per_trial <= 1 (e.g. 1, or 0.5 to share a GPU), or run a multi-GPU fit with "
+                             "`python cli.py fit --config configs/trainer/gpu.yaml`")
         if self.max_concurrent_trials is not None and self.max_concurrent_trials < 1:
             raise SweepError(f"max_concurrent_trials={self.max_concurrent_trials}: use at least 1, or null for no cap")
         if self.max_failures < 0:
             raise SweepError(f"max_failures={self.max_failures}: use 0 (no retries) or more")
+        if self.precision is not None and str(self.precision) not in PRECISIONS:
+            raise SweepError(f"precision={self.precision!r}: use one of {', '.join(PRECISIONS)}")
 
     @classmethod
     def from_file(cls, path: str | Path, scale: str | None = None) -> SweepConfig:
@@ -258,12 +287,15 @@ def run_config(sweep: SweepConfig, task: str, method: MethodSpec) -> dict[str, A
     config = deep_merge(DEFAULT_RUN_CONFIG, sweep.base)
     config = deep_merge(config, {"model": {"strategy": method.strategy or method.name}})
     for template in method.config:
-        path = Path(template.format(task=task, method=method.name))
+        path = Path(from_start(template.format(task=task, method=method.name)))
         if not path.is_file() and method.optional_config:
             continue
-        config = deep_merge(config, load_yaml(path))
+        config = deep_merge(config, load_yaml(path))  # over base: the runner prints each base value it replaces
     config = deep_merge(config, method.overrides)
     config = deep_merge(config, sweep.task_overrides.get(task, {}))
+    config = deep_merge(config, sweep.cell_overrides.get(task, {}).get(method.name, {}))
+    if sweep.precision:
+        config = deep_merge(config, {"trainer": {"precision": sweep.precision}})
     data = config.setdefault("data", {})
     data.setdefault("class_path", DATA_MODULES[get_task(task).benchmark])
     data.setdefault("init_args", {}).update({"task": task, "protocol": sweep.protocol})
@@ -275,6 +307,7 @@ def run_config(sweep: SweepConfig, task: str, method: MethodSpec) -> dict[str, A
 def plan_runs(sweep: SweepConfig) -> list[RunSpec]:
     """Every run of the sweep, seed-major so that an interrupted sweep has whole seeds for every method."""
     configs = {(t, m): run_config(sweep, t, spec) for t in sweep.tasks for m, spec in sweep.methods.items()}
+    check_plan(sweep, configs)  # an unknown method or a bad number fails here, before any run (or Ray) starts
     config_hashes = {
         key: digest({"config": config, "select": sweep.select, "protocol": sweep.protocol})
         for key, config in configs.items()

@@ -13,6 +13,7 @@ the same plan is restored (``Tuner.restore``: interrupted runs continue from the
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import shutil
@@ -21,8 +22,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pet_lightning.sweeps.plan import SweepConfig, SweepError, plan_digest, plan_runs, select_runs
+from pet_lightning.paths import from_start, pin_environment, start_dir
+from pet_lightning.sweeps.plan import RunSpec, SweepConfig, SweepError, plan_digest, plan_runs, select_runs
 from pet_lightning.sweeps.records import adopt_reused_records, finished_ids, load_results, recover_records
+from pet_lightning.sweeps.resolved import base_notes, settings_line
 
 CONNECT_TIMEOUT_S = 10.0
 LOCAL = "local"
@@ -71,8 +74,18 @@ def trial_name(trial) -> str:
 
 
 def _storage(sweep: SweepConfig) -> str:
-    path = sweep.storage_path or sweep.out
-    return path if "://" in path else str(Path(path).resolve())
+    return from_start(sweep.storage_path or sweep.out)
+
+
+def for_trial(run: RunSpec) -> RunSpec:
+    """``run`` as a trial receives it: a relative ``data_dir`` made absolute here, since Ray starts the trial's worker
+    in a folder of its own. Its id and hashes keep the path as the sweep file wrote it."""
+    init_args = run.config.get("data", {}).get("init_args", {})
+    if not init_args.get("data_dir"):
+        return run
+    config = {**run.config, "data": {**run.config["data"], "init_args": {**init_args}}}
+    config["data"]["init_args"]["data_dir"] = from_start(init_args["data_dir"])
+    return dataclasses.replace(run, config=config)
 
 
 def build_tuner(sweep: SweepConfig, runs: list, todo: list, experiment: str, callbacks: list):
@@ -83,7 +96,7 @@ def build_tuner(sweep: SweepConfig, runs: list, todo: list, experiment: str, cal
 
     resources = {"cpu": sweep.cpus_per_trial, "gpu": sweep.gpus_per_trial}
     trainable = tune.with_resources(
-        tune.with_parameters(sweep_trial, sweep=sweep, runs={run.run_id: run for run in runs}), resources
+        tune.with_parameters(sweep_trial, sweep=sweep, runs={run.run_id: for_trial(run) for run in runs}), resources
     )
     storage = _storage(sweep)
     path = f"{storage.rstrip('/')}/{experiment}"
@@ -92,7 +105,7 @@ def build_tuner(sweep: SweepConfig, runs: list, todo: list, experiment: str, cal
         return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True), True
     tuner = tune.Tuner(
         trainable,
-        param_space={"run_id": tune.grid_search([run.run_id for run in todo]), "cwd": os.getcwd()},
+        param_space={"run_id": tune.grid_search([run.run_id for run in todo]), "cwd": str(start_dir())},
         tune_config=tune.TuneConfig(
             max_concurrent_trials=sweep.max_concurrent_trials, trial_name_creator=trial_name,
             trial_dirname_creator=trial_name, reuse_actors=True,
@@ -116,6 +129,7 @@ def run_sweep(config_path: str, filters: dict[str, list[str]] | None = None, ove
         setattr(sweep, key, value)
     sweep.check_engine()
     runs = select_runs(plan_runs(sweep), filters or {})
+    print_base_notes(sweep)
     Path(sweep.out).mkdir(parents=True, exist_ok=True)
     recovered = recover_records(sweep, runs)
     reused = adopt_reused_records(sweep, runs)
@@ -142,6 +156,8 @@ def run_sweep(config_path: str, filters: dict[str, list[str]] | None = None, ove
     # The legacy console output honours verbose=0 fully (the new one still prints its configuration box).
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Ray's workers inherit this environment: a relative PET_DATA_DIR set since import must not reach them as such.
+    pin_environment()
     target = resolve_address(address, sweep)
     connect(target, sweep)
     progress = SweepProgress(sweep, runs, todo, done)
@@ -199,13 +215,23 @@ def status(config_path: str, filters: dict[str, list[str]], scale: str | None = 
     records = {}
     if sweep.results_path.exists():
         records = {r["run_id"]: r for r in load_results(sweep.results_path, include_failed=True)}
-    for run in select_runs(plan_runs(sweep), filters):
+    runs = select_runs(plan_runs(sweep), filters)
+    print_base_notes(sweep)
+    for run in runs:
         state = {"ok": "finished", "failed": "failed"}.get(records.get(run.run_id, {}).get("status"), "pending")
-        print(f"{state:8s} {run.run_id} init_seed={run.init_seed} order_seed={run.order_seed}")
+        print(f"{state:8s} {run.run_id} init_seed={run.init_seed} order_seed={run.order_seed} "
+              f"{settings_line(run.config)}")
     return 0
 
 
-ENGINE_FLAGS = {"cpus_per_trial": float, "gpus_per_trial": float, "max_concurrent_trials": int, "max_failures": int}
+def print_base_notes(sweep: SweepConfig) -> None:
+    """Say where method config files replace ``base`` values (the documented order, made visible)."""
+    for note in base_notes(sweep):
+        print(f"[{sweep.name}] note: {note}", file=sys.stderr, flush=True)
+
+
+ENGINE_FLAGS = {"cpus_per_trial": float, "gpus_per_trial": float, "max_concurrent_trials": int, "max_failures": int,
+                "precision": str}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,9 +7,14 @@ exist per run and are separate files:
 
 * the kept checkpoint (``<run_dir>/checkpoints/best-*.ckpt``): the epoch that is best on the selection split,
   weights only, what the reporting split is evaluated at;
-* the resume checkpoint (``epoch.ckpt``, written at the end of every epoch by :class:`EpochCheckpoint`): the full
+* the resume checkpoint (``epoch.ckpt``, written at the end of every epoch by :class:`EpochCheckpoint`, less often
+  when saving it is slow next to an epoch): the full
   trainer state (optimizer, scheduler, loop progress, callback state such as the two-stage stage, early stopping
   and the kept checkpoint's bookkeeping, the dropout RNG stream), handed to Ray Tune as the trial's checkpoint.
+
+The test of the kept checkpoint also writes ``<run_dir>/predictions.csv`` (:class:`ReportPredictions`: the selected
+model's prediction for each reported example); the record names it, the config and the kept checkpoint relative to
+the sweep's out, with the backbone and the run's provenance (commit, package versions, machine).
 
 :func:`sweep_trial` is the Ray Tune function trainable around it: it resumes from ``tune.get_checkpoint()`` when
 Ray restarts a trial, and ends by reporting the record (as JSON) for the driver to write.
@@ -34,8 +39,9 @@ import lightning as L
 import yaml
 from lightning.pytorch.callbacks import Callback, Checkpoint
 
+from pet_lightning.callbacks.report_predictions import PREDICTIONS_FILE, ReportPredictions
 from pet_lightning.sweeps.plan import SELECTION_CHECKPOINT, RunSpec, SweepConfig, full_config
-from pet_lightning.sweeps.records import RECORD_FILE, ok_record
+from pet_lightning.sweeps.records import RECORD_FILE, ok_record, relative_to_out
 
 RESUME_FILE = "epoch.ckpt"
 PROGRESS_FILE = "progress.jsonl"
@@ -52,25 +58,49 @@ class InjectedFault(RuntimeError):
     """Raised by the ``PET_SWEEP_TEST_FAULT`` test hook."""
 
 
+# An epoch checkpoint is skipped while the last one took SLOW_SAVE_S or more and was written less than
+# SAVE_SPACING times its own duration ago: checkpoint I/O then costs at most about 1/SAVE_SPACING of the run (EH-FT's
+# paper scale: 400 epochs of a few steps, GBs of state each) and a failure loses at most that much training.
+SLOW_SAVE_S = 1.0
+SAVE_SPACING = 10.0
+
+
 class EpochCheckpoint(Checkpoint):
-    """Writes the full trainer state at the end of every training epoch and hands the file to ``report``.
+    """Writes the full trainer state at the end of a training epoch and hands the file to ``report``.
 
     A :class:`~lightning.pytorch.callbacks.Checkpoint` subclass so that Lightning calls it with the monitoring
     callbacks, after early stopping and the kept checkpoint have taken in this epoch's validation: the state it
     saves already holds their updates, and a resumed run goes on exactly as an uninterrupted one.
 
+    Every epoch, unless saving has become slow next to training (see :data:`SLOW_SAVE_S`): then epochs in between
+    are reported without a checkpoint, and a restarted trial replays them from the last one (exactly, as any
+    resume).
+
     Args:
-        report: Called with the epoch's metrics and the folder holding ``epoch.ckpt`` (valid during the call).
+        report: Called with the epoch's metrics and the folder holding ``epoch.ckpt`` (valid during the call), or
+            None for an epoch without a checkpoint.
     """
 
-    def __init__(self, report: Callable[[dict[str, Any], Path], None]):
+    def __init__(self, report: Callable[[dict[str, Any], Path | None], None]):
         self.report = report
+        self._last_save: tuple[float, float] | None = None  # (finished at, took seconds)
+
+    def due(self, now: float) -> bool:
+        if self._last_save is None:
+            return True
+        finished, took = self._last_save
+        return took < SLOW_SAVE_S or now - finished >= SAVE_SPACING * took
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         metrics = {key: float(value) for key, value in trainer.callback_metrics.items() if value.numel() == 1}
         metrics.update(epoch=trainer.current_epoch, step=trainer.global_step)
+        started = time.perf_counter()
+        if not self.due(started):
+            self.report(metrics, None)
+            return
         with tempfile.TemporaryDirectory(prefix="pet-epoch-") as folder:
             trainer.save_checkpoint(Path(folder) / RESUME_FILE)
+            self._last_save = (time.perf_counter(), time.perf_counter() - started)
             self.report(metrics, Path(folder))
 
 
@@ -134,10 +164,43 @@ def _hook(variable: str, run_id: str) -> str | None:
 
 
 def _placement(config: dict[str, Any], gpus_per_trial: float) -> None:
-    """The trainer's device follows the trial's reservation: one (possibly shared) GPU, or the CPU."""
+    """The trainer's device follows the trial's reservation: one (possibly shared) GPU, or the CPU.
+
+    One device and strategy ``auto`` always: a ``strategy: ddp`` merged in from a preset would start a one-process
+    process group per trial (and concurrent trials would collide on ``MASTER_PORT``).
+    """
     trainer = config.setdefault("trainer", {})
     trainer["accelerator"] = "gpu" if gpus_per_trial > 0 else "cpu"
-    trainer["devices"] = max(1, int(gpus_per_trial)) if gpus_per_trial > 0 else 1
+    trainer["devices"] = 1
+    trainer["strategy"] = "auto"
+
+
+# Share of a GPU's memory a trial may fill, of the share of the GPU it holds: the rest is the CUDA context's and
+# fragmentation's headroom.
+GPU_MEMORY_HEADROOM = 0.95
+
+
+def cap_gpu_memory(gpus_per_trial: float) -> float | None:
+    """Cap this process's CUDA caching allocator at its trial's share of the GPU; returns the fraction set.
+
+    Ray books fractions of a GPU but does not enforce them: without a cap one trial's allocator grows until the
+    others sharing the GPU fail with out-of-memory. Whole GPUs (and CPU trials) are left uncapped.
+    """
+    import torch
+
+    if not 0 < gpus_per_trial < 1 or not torch.cuda.is_available():
+        return None
+    fraction = GPU_MEMORY_HEADROOM * gpus_per_trial
+    torch.cuda.set_per_process_memory_fraction(fraction)
+    return fraction
+
+
+def release_gpu_memory() -> None:
+    """Hand a finished trial's cached CUDA blocks back: Ray reuses the worker process for the next trial."""
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
 
 
 def execute(
@@ -147,7 +210,7 @@ def execute(
     threads: int,
     gpus_per_trial: float = 0.0,
     resume_from: Path | None = None,
-    report: Callable[[dict[str, Any], Path], None] | None = None,
+    report: Callable[[dict[str, Any], Path | None], None] | None = None,
 ) -> dict[str, Any]:
     """Train one run (resuming from ``resume_from``), test its kept checkpoint, write and return its record.
 
@@ -167,6 +230,7 @@ def execute(
     config_path = run_dir / "config.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     torch.set_num_threads(threads)
+    cap_gpu_memory(gpus_per_trial)
     start = time.perf_counter()
     # The sweep's own argv is not meant for LightningCLI (it gets the run's config file): silence its warning.
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
@@ -190,12 +254,18 @@ def execute(
             )
         steps, epochs = trainer.global_step, trainer.current_epoch
         best_path = selection.best_model_path
+        # The selected model's per-example predictions on the reported split, beside the record.
+        trainer.callbacks.append(ReportPredictions(run_dir / PREDICTIONS_FILE))
         tested = trainer.test(model, datamodule=datamodule, ckpt_path=best_path, verbose=False)
         record = ok_record(sweep, run, **_measured(model, datamodule, tested, selection, steps, epochs))
         record["distance"] = _selected_distance(model)
         record["wall_s"] = round(time.perf_counter() - start, 1)
-        record["config_path"] = str(config_path)
-        record["checkpoint"] = best_path if sweep.keep_checkpoints else None
+        backbone = getattr(model, "backbone_name", None) or (config.get("model") or {}).get("backbone", "?")
+        record["backbone"] = str(backbone)
+        # Paths relative to the sweep's out (the folder of results.jsonl): records name no machine's folders.
+        record["config_path"] = relative_to_out(config_path, sweep.out)
+        record["checkpoint"] = relative_to_out(best_path, sweep.out) if sweep.keep_checkpoints else None
+        record["predictions"] = relative_to_out(run_dir / PREDICTIONS_FILE, sweep.out)
         for logger in trainer.loggers:
             if type(logger).__name__ == "WandbLogger":
                 summary = {f"sweep/{k}": v for k, v in record.items() if _scalar(v)}
@@ -210,6 +280,7 @@ def execute(
         _finish_wandb(trainer)
         del cli, trainer, model, datamodule
         gc.collect()
+        release_gpu_memory()
 
 
 def _measured(model, datamodule, tested, selection, steps: int, epochs: int) -> dict[str, Any]:
@@ -281,6 +352,10 @@ def sweep_trial(config: dict[str, Any], sweep: SweepConfig, runs: dict[str, RunS
     from ray import tune
 
     run = runs[config["run_id"]]
+    if 0 < sweep.gpus_per_trial < 1:
+        # Read when CUDA starts in this worker: freed blocks go back to the GPU instead of fragmenting the trial's
+        # share (a user's own setting wins).
+        os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     log_event(sweep.run_dir(run.run_id) / PROGRESS_FILE, event="trial")
     if config.get("cwd") and Path(config["cwd"]).is_dir():
         # Relative paths in run configs mean the folder the sweep was started from, on every worker.
@@ -299,8 +374,9 @@ def sweep_trial(config: dict[str, Any], sweep: SweepConfig, runs: dict[str, RunS
         with checkpoint.as_directory() as folder:
             shutil.copyfile(Path(folder) / RESUME_FILE, resume_from)
 
-    def report(metrics: dict[str, Any], folder: Path) -> None:
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(folder)))
+    def report(metrics: dict[str, Any], folder: Path | None) -> None:
+        checkpoint = None if folder is None else tune.Checkpoint.from_directory(str(folder))
+        tune.report(metrics, checkpoint=checkpoint)
 
     record = execute(sweep, run, threads=trial_threads(sweep), gpus_per_trial=sweep.gpus_per_trial,
                      resume_from=resume_from, report=report)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.superglue_table import data_module, majority_baseline, write_rte_jsonl
+from tests.conftest import REPO_ROOT
 
 
 def test_rte_rewritten_from_glue_loads_as_superglue_rte(data_dir, tmp_path):
@@ -15,7 +16,7 @@ def test_rte_rewritten_from_glue_loads_as_superglue_rte(data_dir, tmp_path):
     first = json.loads((tmp_path / "superglue" / "RTE" / "train.jsonl").read_text().splitlines()[0])
     assert set(first) == {"premise", "hypothesis", "label", "idx"} and first["idx"] == 0
     assert "label" not in json.loads((tmp_path / "superglue" / "RTE" / "test.jsonl").read_text().splitlines()[0])
-    module = data_module("configs/superglue/rte_full.yaml", str(tmp_path), train_subset=None)
+    module = data_module(str(REPO_ROOT / "configs/superglue/rte_full.yaml"), str(tmp_path), train_subset=None)
     assert module.spec.name == "superglue-rte"
     assert [len(module.load_examples(split)) for split in ("train", "validation", "test")] == [2490, 277, 3000]
     # Train: 1249 entailment vs 1241 not_entailment; dev: 146 of 277 entailment.
@@ -32,5 +33,5 @@ def test_rte_rewritten_from_glue_loads_as_superglue_rte(data_dir, tmp_path):
     ],
 )
 def test_majority_baseline_matches_hand_computation(data_dir, task, expected):
-    module = data_module(f"configs/superglue/{task}_full.yaml", data_dir, train_subset=None)
+    module = data_module(str(REPO_ROOT / f"configs/superglue/{task}_full.yaml"), data_dir, train_subset=None)
     assert majority_baseline(module) == pytest.approx(expected)

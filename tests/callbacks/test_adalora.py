@@ -107,3 +107,107 @@ def test_pruned_adalora_exports_to_plain_peft_with_the_same_logits(tmp_path, dat
         assert torch.allclose(plain(**batch).logits, expected, atol=1e-5)
         back = load_exported(tmp_path / "export").eval()
         assert torch.allclose(back.model(**batch).logits, expected, atol=1e-5)
+
+
+def _scaled_step(scale: float, poison: bool = False):
+    """A fused AdamW step under a GradScaler: (parameter, optimizer, scaler, the unscaled gradient)."""
+    torch.manual_seed(0)
+    p = torch.nn.Parameter(torch.randn(4, 3))
+    optimizer = torch.optim.AdamW([p], lr=0.1, fused=True)
+    scaler = torch.amp.GradScaler("cpu", init_scale=scale)
+    loss = (p * torch.arange(12.0).view(4, 3)).sum()
+    scaler.scale(loss).backward()
+    true_grad = torch.arange(12.0).view(4, 3)
+    if poison:
+        p.grad[0, 0] = float("inf")
+    return p, optimizer, scaler, true_grad
+
+
+def test_gradients_are_unscaled_for_reading_under_a_loss_scaler():
+    """Fused AdamW unscales inside its step, so Lightning leaves the gradients scaled before the optimizer step:
+    the schedule must read (and add its regulariser to) unscaled ones, and the step must not unscale twice."""
+    from types import SimpleNamespace
+
+    from pet_lightning.callbacks.adalora import unscale_for_reading
+
+    p, optimizer, scaler, true_grad = _scaled_step(1024.0)
+    assert torch.allclose(p.grad, 1024 * true_grad)
+    fake = SimpleNamespace(precision_plugin=SimpleNamespace(scaler=scaler))
+    assert unscale_for_reading(fake, optimizer) is True
+    assert torch.allclose(p.grad, true_grad)
+    before = p.detach().clone()
+    scaler.step(optimizer)
+    scaler.update()
+    # The same step from the unscaled gradient: lr 0.1 moves every element by about 0.1 against its gradient's sign.
+    reference = torch.nn.Parameter(before.clone())
+    reference.grad = true_grad.clone()
+    torch.optim.AdamW([reference], lr=0.1, fused=True).step()
+    assert torch.allclose(p.detach(), reference.detach()) and not torch.equal(p.detach(), before)
+    assert unscale_for_reading(SimpleNamespace(precision_plugin=SimpleNamespace(scaler=None)), optimizer) is True
+
+    p, optimizer, scaler, _ = _scaled_step(1024.0, poison=True)
+    before = p.detach().clone()
+    assert unscale_for_reading(SimpleNamespace(precision_plugin=SimpleNamespace(scaler=scaler)), optimizer) is False
+    scaler.step(optimizer)
+    scaler.update()
+    assert torch.equal(p.detach(), before) and scaler.get_scale() == 512.0  # skipped, scale backed off
+
+
+def test_a_step_the_scaler_skips_leaves_the_importance_scores_finite(tmp_path, data_dir, monkeypatch):
+    """An overflowing step (inf gradients) must not reach peft's moving averages (|inf - inf| = NaN for good)."""
+    from types import SimpleNamespace
+
+    import pet_lightning.callbacks.adalora as adalora
+
+    module = PETModule(task="rte", strategy=ADALORA, learning_rate=1e-2, init_seed=0)
+    tuner = adalora_model(module.model)
+    tuner.rankallocator.set_total_step(100)  # steps 1-3 are all in the scoring phase
+    dm = _data(data_dir, train_subset=8)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+    schedule = AdaLoraSchedule()
+    schedule._last_step = 0
+    verdicts = iter([True, False, True])
+    monkeypatch.setattr(adalora, "unscale_for_reading", lambda trainer, optimizer: next(verdicts))
+    for step in (1, 2, 3):
+        module.model.zero_grad(set_to_none=True)
+        F.cross_entropy(module.model(**inputs).logits, batch["label"]).backward()
+        if step == 2:  # what an overflowing fp16 backward leaves
+            next(p for n, p in tuner.named_parameters() if ".lora_E." in n).grad.fill_(float("inf"))
+        schedule.on_before_optimizer_step(None, module, None)
+        schedule.on_train_batch_end(SimpleNamespace(global_step=step), module, None, batch, step - 1)
+    scores = tuner.rankallocator.exp_avg_unc
+    assert scores and all(torch.isfinite(t).all() for t in scores.values())
+    assert "update_ipt" not in tuner.rankallocator.__dict__  # the skip left peft's method in place
+
+
+def test_adalora_under_a_loss_scaler_with_fused_adamw_keeps_finite_scores_and_allocates(tmp_path, data_dir,
+                                                                                      monkeypatch):
+    """Lightning's real 16-mixed path (a GradScaler; fused AdamW, which unscales inside its step) on the CPU: the
+    first steps overflow at a large initial scale and are skipped, the scores stay finite and the budget is
+    allocated."""
+    from lightning.pytorch.plugins.precision import MixedPrecision
+
+    import pet_lightning.callbacks.adalora as adalora
+    from tests.tiny_backbone import write_tiny_backbone
+
+    verdicts: list[bool] = []
+    unscale = adalora.unscale_for_reading
+    monkeypatch.setattr(adalora, "unscale_for_reading", lambda t, o: verdicts.append(unscale(t, o)) or verdicts[-1])
+    backbone = write_tiny_backbone(tmp_path / "tiny")
+    module = PETModule(task="rte", backbone=backbone, strategy={**ADALORA, "tinit": 2, "tfinal": 2},
+                       learning_rate=1e-3, init_seed=0)
+    data = GlueDataModule(task="rte", data_dir=data_dir, backbone=backbone, batch_size=4, max_length=32,
+                          train_subset=56, order_seed=0)
+    plugin = MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu", init_scale=2.0**26))
+    run = L.Trainer(accelerator="cpu", plugins=[plugin], max_steps=14, limit_val_batches=0, logger=False,
+                    enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                    default_root_dir=tmp_path, callbacks=[AdaLoraSchedule()])
+    run.fit(module, datamodule=data)
+    assert run.optimizers[0].defaults.get("fused") is True
+    assert False in verdicts and True in verdicts and len(verdicts) == 14  # overflowing steps, then finite ones
+    tuner = adalora_model(module.model)
+    scores = [*tuner.rankallocator.exp_avg_unc.values(), *tuner.rankallocator.exp_avg_ipt.values()]
+    assert scores and all(torch.isfinite(t).all() for t in scores)
+    assert tuner.peft_config["default"].rank_pattern  # the final allocation happened

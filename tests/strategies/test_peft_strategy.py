@@ -19,7 +19,7 @@ from pet_lightning import GlueDataModule, PETModule
 from pet_lightning.backbones import build_from_config, load_backbone
 from pet_lightning.strategies import StrategyError, build_strategy
 from pet_lightning.tasks import get_task
-from tests.conftest import REPO_ROOT, real_fit_overrides
+from tests.conftest import real_fit_overrides
 from tests.strategies.conftest import HIDDEN, MINILM_LAYERS, tiny_configs, tiny_model, trainer
 
 ROBERTA_LAYERS, ROBERTA_HIDDEN = 12, 768
@@ -83,8 +83,7 @@ def test_a_peft_config_object_a_dict_and_the_lora_preset_are_one_path(minilm):
     assert all(torch.equal(p, preset_params[n]) for n, p in generic.model.named_parameters() if "lora_" in n)
 
 
-def test_a_peft_config_in_yaml_trains_from_the_command_line(tmp_path, data_dir, monkeypatch):
-    monkeypatch.chdir(REPO_ROOT)
+def test_a_peft_config_in_yaml_trains_from_the_command_line(tmp_path, data_dir, in_repo):
     strategy = {"name": "peft", "config": {"class_path": "peft.VeraConfig",
                                            "init_args": {"r": 256, "target_modules": ["query", "value"]}}}
     fields = run_config("configs/revisiting/cb_lora.yaml",

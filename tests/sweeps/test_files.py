@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from pet_lightning.paths import start_dir
 from pet_lightning.sweeps.files import SweepError, apply_scale
 from pet_lightning.sweeps.plan import SweepConfig, plan_runs
 
@@ -33,9 +34,9 @@ def test_a_scale_merges_over_the_shared_settings(tmp_path):
     cpu = SweepConfig.from_file(path, "cpu")
     assert (cpu.scale, cpu.study, cpu.tasks, cpu.seeds) == ("cpu", "transferability_table1", ["sts-b"], [1111, 2222])
     assert cpu.base == {"model": {"learning_rate": 1.0e-3}, "trainer": {"max_epochs": 3, "accelerator": "cpu"}}
-    assert cpu.out == "runs/studies/study_x/cpu"
+    assert cpu.out == str(start_dir() / "runs/studies/study_x/cpu")
     paper = SweepConfig.from_file(path, "paper")
-    assert paper.out == "runs/studies/study_x/paper" and paper.base["trainer"]["max_epochs"] == 10
+    assert paper.out == str(start_dir() / "runs/studies/study_x/paper") and paper.base["trainer"]["max_epochs"] == 10
     runs = plan_runs(paper)
     assert len(runs) == 2 * 2 * 5
     rates = {run.method: run.config["model"]["learning_rate"] for run in runs}

@@ -52,7 +52,7 @@ def test_recorded_figures_equal_a_fresh_process_evaluation_of_the_kept_checkpoin
     assert records["lp_ft"]["best_epoch"] == 1
     for method, record in records.items():
         run_dir = out / "runs" / record["run_id"]
-        kept = Path(record["checkpoint"])
+        kept = out / record["checkpoint"]  # relative to the folder of results.jsonl
         assert kept.is_file() and kept.parent == run_dir / "checkpoints"
         done = subprocess.run(
             [sys.executable, "cli.py", "test", "--config", str(run_dir / "config.yaml"), "--ckpt_path", str(kept)],

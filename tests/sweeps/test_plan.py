@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pet_lightning.paths import start_dir
 from pet_lightning.seeds import STUDY_SEEDS
 from pet_lightning.sweeps import plan as P
 from pet_lightning.sweeps.runner import main as sweep_main
@@ -21,7 +22,7 @@ def test_plan_covers_tasks_methods_modes_and_the_20_study_seeds(tmp_path):
     sweep = P.SweepConfig.from_file(_write_sweep(tmp_path / "sweep_x.yaml", tasks=["rte", "cb"],
                                                  methods=["full", "lora"], seed_modes=["both", "order"]))
     runs = P.plan_runs(sweep)
-    assert sweep.name == "x" and sweep.out == "runs/sweeps/x"
+    assert sweep.name == "x" and sweep.out == str(start_dir() / "runs/sweeps/x")
     assert len(runs) == 2 * 2 * 2 * 20 and len({r.run_id for r in runs}) == len(runs)
     assert sorted({r.seed for r in runs}) == sorted(STUDY_SEEDS)
     order_runs = [r for r in runs if r.seed_mode == "order"]
@@ -131,7 +132,7 @@ def test_storage_path_defaults_to_out_and_new_settings_are_read(tmp_path):
         ({"tasks": ["rte"], "methods": ["full"], "workers": 2, "max_concurrent_trials": 2},
          "`workers` is now `max_concurrent_trials` and both are set"),
         ({"tasks": ["rte"], "methods": ["full"], "gpus_per_trial": -1}, "gpus_per_trial=-1"),
-        ({"tasks": ["rte"], "methods": ["full"], "gpus_per_trial": 1.5}, "above 1, use a whole number"),
+        ({"tasks": ["rte"], "methods": ["full"], "gpus_per_trial": 1.5}, "a sweep run trains on at most one GPU"),
         ({"tasks": ["rte"], "methods": ["full"], "cpus_per_trial": 0}, "cpus_per_trial=0"),
         ({"tasks": ["rte"], "methods": ["full"], "max_concurrent_trials": 0}, "max_concurrent_trials=0"),
     ],
@@ -162,9 +163,8 @@ def test_dry_run_lists_states_without_starting_ray(tmp_path, capsys):
     assert [line.split()[0] for line in lines] == ["finished", "failed", "pending"]
 
 
-def test_sweep_files_in_the_repo_plan(monkeypatch):
-    root = Path(__file__).resolve().parents[2]
-    monkeypatch.chdir(root)
+def test_sweep_files_in_the_repo_plan(in_repo):
+    root = in_repo
     for path in sorted((root / "configs" / "revisiting").glob("sweep_*.yaml")):
         sweep = P.SweepConfig.from_file(path)
         runs = P.plan_runs(sweep)

@@ -1,0 +1,108 @@
+"""Timing a sweep run's training steps on this machine, for the plan's estimate (:mod:`pet_lightning.sweeps.cost`).
+
+A timing fit is the run's own LightningCLI config with the strategy of one stage, no validation, no logger and no
+checkpoints, stopped after a warm-up step and a few timed ones; the console stays quiet, since the plan is the output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import logging
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import yaml
+
+from pet_lightning.sweeps.files import SweepError
+from pet_lightning.sweeps.plan import REPLACED_CALLBACKS, RunSpec, SweepConfig
+
+TWO_STAGE = "TwoStageTraining"
+
+
+@dataclass
+class Timing:
+    step_s: float
+    build_s: float  # model build + data preparation, until the first step
+    val_s: float  # one validation pass over the selection split
+
+
+class StepClock(L.Callback):
+    """Wall time until the first training step, and of each step after the warm-up ones."""
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup = warmup
+        self.started = time.perf_counter()
+        self.first: float | None = None
+        self.steps: list[float] = []
+        self._t = 0.0
+
+    def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        self._t = time.perf_counter()
+        self.first = self.first or self._t
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if trainer.global_step > self.warmup:
+            self.steps.append(time.perf_counter() - self._t)
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Keep the timing fits' summaries, Lightning's notes and warnings off the console: the plan is the output."""
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.disable(logging.WARNING)
+        try:
+            yield
+        finally:
+            logging.disable(logging.NOTSET)
+
+
+def time_configuration(sweep: SweepConfig, run: RunSpec, stage: Any, steps: int, warmup: int = 1,
+                       validate: bool = True) -> Timing:
+    """Train ``warmup + steps`` steps of ``run`` with ``stage``'s strategy here, as a trial would (its threads and
+    precision), then (``validate``) one validation pass; ``val_s`` is 0 without it."""
+    import torch
+
+    from pet_lightning.lightning_cli import cli_from_config
+
+    config = copy.deepcopy(run.config)
+    config["model"]["strategy"] = stage.strategy
+    config["seed_everything"] = run.order_seed
+    trainer = config.setdefault("trainer", {})
+    trainer["callbacks"] = [cb for cb in trainer.get("callbacks") or []
+                            if not str(cb.get("class_path", "")).endswith((*REPLACED_CALLBACKS, TWO_STAGE))]
+    trainer.update(max_steps=warmup + steps, max_epochs=None, limit_val_batches=0, num_sanity_val_steps=0,
+                   logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(sweep.cpus_per_trial)))
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            trainer["default_root_dir"] = folder
+            path = Path(folder) / "config.yaml"
+            path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+            clock = StepClock(warmup)
+            with quiet():
+                cli = cli_from_config(path)
+                cli.trainer.callbacks.append(clock)
+                cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+            if not clock.steps or clock.first is None:
+                raise SweepError(f"timing {stage.key}: no step after the {warmup} warm-up step(s) ran (the run has "
+                                 f"fewer batches?): lower --time-steps or state --step-seconds")
+            started = time.perf_counter()
+            if validate:
+                cli.trainer.limit_val_batches = 1.0
+                with quiet():
+                    cli.trainer.validate(cli.model, datamodule=cli.datamodule, verbose=False)
+            val_s = time.perf_counter() - started if validate else 0.0
+    finally:
+        torch.set_num_threads(threads)
+    return Timing(sum(clock.steps) / len(clock.steps), clock.first - clock.started, val_s)
