@@ -43,11 +43,12 @@ def _linear_seconds(bf16: bool, rows: int, width: int, repeats: int) -> float:
 
 
 @functools.lru_cache(maxsize=1)
-def cpu_bf16_slowdown(rows: int = 256, width: int = 256, repeats: int = 2) -> float:
+def cpu_bf16_slowdown(rows: int = 256, width: int = 256, repeats: int = 5) -> float:
     """Time of a linear layer's forward and backward under CPU bf16 autocast over the same in float32 (measured once
     per process: milliseconds where bf16 is native, about half a second where it is emulated).
 
-    Below 1: bf16 is faster (native); above :data:`EMULATED_SLOWDOWN`: emulated.
+    Below 1: bf16 is faster (native); above :data:`EMULATED_SLOWDOWN`: emulated. The fastest of 5 passes each: with
+    2, a busy machine (other fits on its cores) read a native 0.5x as above 2x.
     """
     return _linear_seconds(True, rows, width, repeats) / _linear_seconds(False, rows, width, repeats)
 

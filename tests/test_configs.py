@@ -111,8 +111,9 @@ def test_superglue_config_fits(config, data_dir, local_roots, tmp_path, in_repo)
     task, strategy = config.split("_")
     subset = 12 if task == "record" else 32  # the local ReCoRD root holds 18 training candidates
     fields = run_config(f"configs/superglue/{config}.yaml",
-                        ["--trainer.fast_dev_run=true", f"--data.init_args.train_subset={subset}", *real_fit_overrides(),
-                         f"--data.init_args.data_dir={local_roots.get(task, data_dir)}"], tmp_path)
+                        ["--trainer.fast_dev_run=true", f"--data.init_args.train_subset={subset}",
+                         *real_fit_overrides(), f"--data.init_args.data_dir={local_roots.get(task, data_dir)}"],
+                        tmp_path)
     assert fields["strategy"] == strategy and int(fields["steps"]) == 1
     assert fields["task"] == ("superglue-rte" if task == "rte" else task)
     assert float(fields["trainable_pct"]) == (100.0 if strategy == "full" else pytest.approx(0.115, abs=0.01))

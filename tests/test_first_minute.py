@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pet_lightning.cli import main
-from pet_lightning.precision import cpu_bf16_emulated
+from pet_lightning.precision import EMULATED_SLOWDOWN, cpu_bf16_slowdown
 from pet_lightning.tasks import TASKS, TaskSpec
 from tests.conftest import REPO_ROOT
 
@@ -94,9 +94,13 @@ def test_quickstart_prints_no_known_warning_and_only_allowed_third_party_ones(qu
     assert not found, f"known warnings are back: {found}"
     # The quickstart's bf16-mixed is emulated on CPUs without bf16 instructions (15x slower steps): there, and only
     # there, the fit must say so (pet_lightning.precision).
-    emulated = cpu_bf16_emulated()
+    # The fit measured its own slowdown: near the threshold (a busy machine) this process may read the other side,
+    # so only a clear reading here decides whether the line must be there.
+    slowdown = cpu_bf16_slowdown()
     slow_bf16 = [line for line in output.splitlines() if EMULATED_BF16_WARNING in line]
-    assert len(slow_bf16) == (1 if emulated else 0), slow_bf16
+    assert len(slow_bf16) <= 1, slow_bf16
+    if slowdown > 2 * EMULATED_SLOWDOWN or slowdown < EMULATED_SLOWDOWN / 2:
+        assert len(slow_bf16) == (1 if slowdown > EMULATED_SLOWDOWN else 0), (slowdown, slow_bf16)
     unexplained = [line for line in _unexplained_warnings(output) if EMULATED_BF16_WARNING not in line]
     assert unexplained == [], "a warning that is neither known nor in ALLOWED_THIRD_PARTY"
 

@@ -157,14 +157,17 @@ class TwoStageTraining(StrategyFreezing):
     def finetune_function(self, pl_module: L.LightningModule, epoch: int, optimizer: Optimizer) -> None:
         """Unused: the switch happens in :meth:`on_train_epoch_start`."""
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Every fit, a resumed one included (it may start mid-epoch, where no epoch-start hook runs first).
+        self._make_stage_tensor(pl_module)
+
+    def _make_stage_tensor(self, pl_module: L.LightningModule) -> None:
+        # Made once per stage on the device, outside the steps: a Python float logged every step is copied to the
+        # device each time (a host-device sync).
+        self._stage_tensor = torch.tensor(float(self.stage), device=pl_module.device)
+
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         if self.log_stage:
-            # Made once per stage on the device (a Python float would be copied to it, a sync, at every log), here
-            # and not at an epoch start: a run resumed mid-epoch starts with a batch.
-            stage = getattr(self, "_stage_tensor", None)
-            if stage is None or getattr(self, "_stage_tensor_of", None) != (self.stage, pl_module.device):
-                self._stage_tensor = torch.tensor(float(self.stage), device=pl_module.device)
-                self._stage_tensor_of = (self.stage, pl_module.device)
             pl_module.log("train/stage", self._stage_tensor, on_step=True, on_epoch=False, batch_size=1)
 
     # ------------------------------------------------------------------------------------------ the switch
@@ -183,6 +186,7 @@ class TwoStageTraining(StrategyFreezing):
             trainer.strategy.configure_ddp()
         trainer.strategy.setup_optimizers(trainer)
         self.stage = 2
+        self._make_stage_tensor(pl_module)
         rank_zero_info(f"[pet_lightning] stage 2 from epoch {trainer.current_epoch} (step {trainer.global_step})")
         self.log_report(pl_module, report, prefix="stage2")
 

@@ -21,7 +21,8 @@ from pet_lightning.sweeps.runner import ENGINE_FLAGS, run_sweep
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cli.py study", description=__doc__.split("\n\n")[0])
     parser.add_argument("config", help="study file, e.g. configs/studies/transferability_table1.yaml")
-    parser.add_argument("--scale", help="cpu or paper (default: the file's default_scale)")
+    parser.add_argument("--scale", help="a scale the study file defines: cpu, paper, or one it adds (EH-FT: "
+                        "paper_leaky); default: its default_scale")
     parser.add_argument("--report-out", help="report folder (default: <out>/report)")
     parser.add_argument("--report-only", action="store_true", help="write the report of the runs finished so far")
     parser.add_argument("--alpha", type=float, default=0.05, help="significance level of the findings")

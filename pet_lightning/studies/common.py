@@ -57,7 +57,7 @@ class StudyRuns:
                 f"{', '.join(monitors)} over the selection half, reported on the other half); summed run time "
                 f"{self.wall_s / 60:.1f} min. Scores: the reported split's metric x 100 (each table names its metric)."
                 "\n\n"
-                + provenance_text(self.records))
+                + provenance_text(self.records) + differences_text(self.records))
 
     def resolution(self, metrics: dict[str, Any] | None = None, results_dir: str | Path | None = None) -> str:
         """``## Resolution of the reported split`` of these runs (:func:`pet_lightning.reports.examples.
@@ -108,6 +108,18 @@ def _provenance_line(provenance: dict[str, Any]) -> str:
     return (f"code at commit {_short_commit(str(provenance.get('commit') or 'unknown'))}; "
             f"{', '.join(f'{name} {versions[name]}' for name in names) or 'package versions unknown'}; "
             f"machine {machine}")
+
+
+def differences_text(records: list[dict[str, Any]]) -> str:
+    """The scale's ``deliberate_differences`` (what it knowingly does otherwise than the study's code, and why), as
+    its records carry them: a paragraph per item, in the study file's order; empty when the records name none."""
+    differences: dict[str, str] = {}
+    for record in records:
+        differences.update(record.get("deliberate_differences") or {})
+    if not differences:
+        return ""
+    items = "\n".join(f"- **{name}**: {' '.join(str(text).split())}" for name, text in differences.items())
+    return "\n\nDeliberate differences from the study's code (the study file's `deliberate_differences`):\n\n" + items
 
 
 def provenance_text(records: list[dict[str, Any]]) -> str:

@@ -191,7 +191,11 @@ def adopt_reused_records(sweep: SweepConfig, runs: list[RunSpec]) -> list[str]:
 
 def _identity(sweep: SweepConfig, run: RunSpec) -> dict[str, Any]:
     spec = get_task(run.task)
+    # Where the scale knowingly differs from the study's code: the report header prints it from the records.
+    differences = sweep.deliberate_differences
+    differences = {"deliberate_differences": dict(differences)} if differences else {}
     return {
+        **differences,
         "sweep": sweep.name,
         "study": sweep.study,
         "scale": sweep.scale,

@@ -237,7 +237,8 @@ ENGINE_FLAGS = {"cpus_per_trial": float, "gpus_per_trial": float, "max_concurren
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cli.py sweep", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, help="sweep file, e.g. configs/revisiting/sweep_cb.yaml")
-    parser.add_argument("--scale", help="scale of a study file (cpu, paper; default: the file's default_scale)")
+    parser.add_argument("--scale", help="a scale the study file defines (cpu, paper, EH-FT paper_leaky...; "
+                        "default: its default_scale)")
     parser.add_argument("--address", help="Ray cluster: 'auto' or '<head>:6379' (default: a local Ray instance)")
     for key, kind in ENGINE_FLAGS.items():
         parser.add_argument(f"--{key.replace('_', '-')}", type=kind, help=f"overrides the sweep file's {key}")

@@ -213,3 +213,24 @@ def test_cell_overrides_and_table_metrics_are_checked(tmp_path):
     path.write_text("name: bad\ntasks: [rte]\nmethods: [full]\ntable_metrics: {sts-b: accuracy}\n")
     with pytest.raises(Exception, match="sts-b: accuracy"):
         SweepConfig.from_file(path)
+
+
+def test_deliberate_differences_travel_in_the_records_into_the_report_header(tmp_path):
+    from pet_lightning.studies import write_study_report
+    from pet_lightning.sweeps.records import ok_record
+
+    sweep, runs = _plan("eh_ft_table1", "paper")
+    records = []
+    for run in runs:
+        if run.task == "rte" and run.method in ("finetuning", "eh_ft_lora"):
+            record = ok_record(sweep, run, train_examples=2490, report={"headline": 0.7, "accuracy": 0.7}, steps=10,
+                               epochs=1, wall_s=1.0)
+            records.append({**record, "score": 0.7, "l2_distance": 1.0})
+    assert records and all(r["deliberate_differences"] == sweep.deliberate_differences for r in records)
+    header = write_study_report(records, tmp_path)["report"].read_text(encoding="utf-8").split("\n## ")[0]
+    assert "Deliberate differences from the study's code" in header
+    for name, text in sweep.deliberate_differences.items():
+        assert f"- **{name}**: {' '.join(text.split())}" in header
+    # The cpu scale names none, and its records carry no such field.
+    cpu, cpu_runs = _plan("eh_ft_table1", "cpu")
+    assert "deliberate_differences" not in ok_record(cpu, cpu_runs[0], train_examples=8, report={"headline": 0.5})
