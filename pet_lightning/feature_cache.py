@@ -65,13 +65,14 @@ class FeatureCache:
     """Per-split store of encoder features, and the head run on them.
 
     ``logits(model, inputs, idx, scope)`` returns what ``model(**inputs).logits`` would (with the encoder in
-    eval mode), computing the encoder only for batches holding an example not stored yet under ``scope``.
+    eval mode), computing the encoder only for the examples of a batch not stored yet under ``scope``.
     """
 
     def __init__(self) -> None:
         self.store: dict[str, dict[int, tuple[int, torch.Tensor, torch.Tensor | None]]] = {}
         self.checked = False
         self.encoder_calls = 0
+        self.rows_encoded = 0
 
     def clear(self) -> None:
         self.store.clear()
@@ -94,6 +95,12 @@ class FeatureCache:
         """Multiple-choice inputs ``[B, C, L]`` are flattened to ``[B*C, L]``, as the HF heads do."""
         lead = tuple(inputs["input_ids"].shape[:-1])
         return {k: v.reshape(-1, v.shape[-1]) for k, v in inputs.items()}, lead
+
+    @staticmethod
+    def _rows(inputs: dict[str, torch.Tensor], rows: list[int]) -> dict[str, torch.Tensor]:
+        """The batch's examples ``rows`` (first dimension), every input tensor alike."""
+        index = torch.tensor(rows, device=inputs["input_ids"].device)
+        return {name: value.index_select(0, index) for name, value in inputs.items()}
 
     def _encode(self, model: nn.Module, inputs: dict[str, torch.Tensor]):
         encoder = backbone_of(unwrap(model))
@@ -160,15 +167,18 @@ class FeatureCache:
             cache_keys = list(zip(idx.tolist(), fingerprint(inputs["input_ids"]).tolist()))
         keys = [k for k, _ in cache_keys]
         prints = [p for _, p in cache_keys]
-        hit = all(k in rows and rows[k][0] == p for k, p in zip(keys, prints))
-        if hit:
-            cls = torch.stack([rows[k][1] for k in keys])
-            stored = [rows[k][2] for k in keys]
-            pooled = None if stored[0] is None else torch.stack(stored)
-        else:
-            _, cls, pooled = self._encode(model, inputs)
+        # Only the rows not stored yet go through the encoder: under DDP each rank sees a reshuffled shard every
+        # epoch, and a batch-level all-or-nothing hit would run the encoder on nearly every step for epochs.
+        missing = [i for i, (k, p) in enumerate(zip(keys, prints)) if k not in rows or rows[k][0] != p]
+        if missing:
+            part = inputs if len(missing) == len(keys) else self._rows(inputs, missing)
+            _, new_cls, new_pooled = self._encode(model, part)
             if not self.checked:
-                self._check(model, inputs, cls, pooled)
-            for i, (k, p) in enumerate(zip(keys, prints)):
-                rows[k] = (p, cls[i], None if pooled is None else pooled[i])
+                self._check(model, part, new_cls, new_pooled)
+            self.rows_encoded += len(missing)
+            for j, i in enumerate(missing):
+                rows[keys[i]] = (prints[i], new_cls[j], None if new_pooled is None else new_pooled[j])
+        cls = torch.stack([rows[k][1] for k in keys])
+        stored = [rows[k][2] for k in keys]
+        pooled = None if stored[0] is None else torch.stack(stored)
         return self.head_logits(model, inputs, cls, pooled)

@@ -56,6 +56,26 @@ def test_cached_logits_equal_full_model_logits(arch):
     assert all(cls.untyped_storage().nbytes() <= 4 * 16 * 4 for _, cls, _ in cache.store["train"].values())
 
 
+@pytest.mark.parametrize("shape", [(6, 10), (6, 2, 10)], ids=["single", "multiple_choice"])
+def test_a_partly_cached_batch_encodes_only_its_new_rows(shape):
+    task = "copa" if len(shape) == 3 else "rte"
+    model = _frozen(CONFIGS["bert"](), task)
+    inputs = _batch(shape)
+    cache = FeatureCache()
+    first_half = {name: value[:3] for name, value in inputs.items()}
+    with torch.no_grad():
+        full = model(**inputs).logits
+        cache.logits(model, first_half, torch.arange(3), "train")
+        # A reshuffled shard: rows 0-2 are stored, 3-5 are new, in another order within the batch.
+        order = torch.tensor([4, 0, 5, 2, 1, 3])
+        mixed = cache.logits(model, {name: value[order] for name, value in inputs.items()}, order, "train")
+    assert cache.encoder_calls == 2 and cache.rows_encoded == 6 and len(cache) == 6
+    torch.testing.assert_close(mixed, full[order])
+    with torch.no_grad():
+        cache.logits(model, inputs, torch.arange(6), "train")
+    assert cache.encoder_calls == 2 and cache.rows_encoded == 6
+
+
 def test_multiple_choice_features_are_cached_per_choice():
     model = _frozen(CONFIGS["bert"](), task="copa")
     inputs = _batch((3, 2, 10))
