@@ -392,3 +392,19 @@ def test_a_half_precision_hub_checkpoint_loads_in_float32(tmp_path):
     assert json.loads((tmp_path / "config.json").read_text())["dtype"] == "bfloat16"
     model = load_backbone(str(tmp_path), get_task("rte"))
     assert {p.dtype for p in model.parameters()} == {torch.float32}
+
+
+def test_the_all_gpu_preset_runs_ddp_without_a_buffer_broadcast_every_step(tmp_path):
+    """configs/trainer/gpu.yaml as the CLI parses it: DDP whose DistributedDataParallel gets broadcast_buffers=False
+    (the encoders' buffers are constant ids; the broadcast is a collective per step for nothing)."""
+    out = subprocess.run([sys.executable, "cli.py", "fit", "--config", "configs/quickstart.yaml", "--config",
+                          "configs/trainer/gpu.yaml", "--print_config"], cwd=REPO_ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    import yaml
+    from lightning.pytorch.strategies import DDPStrategy
+
+    strategy = yaml.safe_load(out.stdout)["trainer"]["strategy"]
+    assert strategy["class_path"] == "lightning.pytorch.strategies.DDPStrategy"
+    built = DDPStrategy(**{k: v for k, v in strategy["init_args"].items() if v is not None})
+    assert built._ddp_kwargs.get("broadcast_buffers") is False

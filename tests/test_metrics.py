@@ -43,3 +43,19 @@ def test_stsb_pearson_and_spearman():
 def test_three_class_accuracy():
     preds, target = torch.tensor([0, 1, 2, 2, 1]), torch.tensor([0, 1, 1, 2, 0])
     assert _compute("mnli", preds, target)["accuracy"] == pytest.approx(0.6)
+
+
+@pytest.mark.parametrize("task", ["rte", "mrpc", "cola", "cb"])
+def test_classification_metrics_skip_per_batch_validation_and_still_match_sklearn(task):
+    # validate_args reads each batch back to the host (a GPU sync per evaluation step): it is off, and the values
+    # are still sklearn's on valid inputs.
+    spec = get_task(task)
+    metrics = build_metrics(spec)
+    checked = [m for m in metrics.modules() if hasattr(m, "validate_args")]
+    assert checked and all(m.validate_args is False for m in checked)
+    generator = torch.Generator().manual_seed(3)
+    classes = max(len(spec.label_values), 2)
+    preds, labels = (torch.randint(0, classes, (200,), generator=generator) for _ in range(2))
+    metrics.update(preds, labels)
+    values = {name: float(value) for name, value in metrics.compute().items()}
+    assert values["accuracy"] == pytest.approx(accuracy_score(labels, preds))
