@@ -208,3 +208,16 @@ def test_identical_gain_on_every_seed_is_exact_not_zero(tmp_path):
     finding = _finding(tmp_path / "report.md", "EH-FT_BitFit above Finetuning on average over our tasks")
     assert "raw 0.125" in finding[2]
     assert _verdict(finding) == UNDERPOWERED
+
+
+def test_mrpc_is_compared_on_accuracy_as_the_studys_code_logs_it(tmp_path):
+    # F1 and accuracy differ by 8 points here: the column must be accuracy, the paper's metric for MRPC.
+    records = [make_record("mrpc", method, seed, 70.0 + index, "eh_ft_table1", steps=200, best_step=150,
+                           report={"headline": (78.0 + index) / 100, "f1": (78.0 + index) / 100,
+                                   "accuracy": (70.0 + index) / 100})
+               for method in ("finetuning", "eh_ft_lora") for index, seed in enumerate(SEEDS)]
+    write_table1(records, tmp_path)
+    text = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "mrpc (accuracy)" in text and "mrpc (f1)" not in text
+    row = next(line for line in text.splitlines() if line.startswith("| Finetuning |"))
+    assert "71.0 ± 1.0" in row and "79.0" not in row
