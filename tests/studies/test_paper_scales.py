@@ -153,6 +153,18 @@ def test_revisiting_paper_adds_what_their_trainer_did(name):
         assert full_warmups.get("rte", 0.06) == 0.06 and full_warmups.get("copa", 0.0) == 0.0  # FT keeps its own
 
 
+def test_revisiting_figure3_paper_copa_ft_is_a_labelled_head_only_probe():
+    sweep, runs = _plan("revisiting_figure3")
+    cells = _cells(runs)
+    model = cells[("copa", "full")]["model"]
+    assert (model["strategy"], model["cache_features"]) == ("frozen", False)
+    assert all(_strategy(cells[("copa", m)])["name"] != "frozen" for m in sweep.methods if m != "full")
+    assert "head-only" in sweep.deliberate_differences["copa_probes"]
+    # Only COPA's row is a probe: every other task's FT row fine-tunes.
+    others = [config for (task, method), config in cells.items() if method == "full" and task != "copa"]
+    assert others and all(_strategy(config)["name"] == "full" for config in others)
+
+
 @pytest.mark.parametrize("name", ["revisiting_table2", "revisiting_figure4", "revisiting_table4"])
 def test_revisiting_paper_copa_ft_and_bitfit_are_labelled_head_only_probes(name):
     sweep, runs = _plan(name)
