@@ -19,8 +19,10 @@ from pet_lightning.callbacks import ResumeCheckpoints, RunSummary, StrategyFreez
 from pet_lightning.callbacks.resume import bind_resume
 from pet_lightning.checkpoints import load_checkpoint_file
 from pet_lightning.data import TaskDataModule
+from pet_lightning.data.task_files import is_task_file
 from pet_lightning.module import PETModule
 from pet_lightning.paths import from_start
+from pet_lightning.tasks import get_task
 
 SHOW_TIPS_ENV = "PET_LIGHTNING_TIPS"
 """Set to 1 to see Lightning's advertising tips (litlogger, litmodels), which the CLI hides by default."""
@@ -57,13 +59,18 @@ class PETLightningCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("model.backbone", "data.init_args.backbone")
-        parser.link_arguments("data.task", "model.task", apply_on="instantiate")
+        # The model gets the data's task as configs and checkpoints name it: a name, or a task file's absolute path.
+        parser.link_arguments("data.task", "model.task", compute_fn=_task_reference, apply_on="instantiate")
 
     def before_instantiate_classes(self) -> None:
         # `--trainer.enable_progress_bar=false` over a config that lists a progress bar (the quickstart's
         # RichProgressBar) means "no bar": drop it, where Lightning would refuse the pair with a traceback.
         subcommand = self.config.get("subcommand")
         trainer = (self.config[subcommand] if subcommand else self.config).get("trainer")
+        data = (self.config[subcommand] if subcommand else self.config).get("data")
+        task = data.get("init_args", {}).get("task") if data is not None else None
+        if isinstance(task, str) and is_task_file(task):  # read once against the start folder, as hparams hold it
+            data.init_args.task = from_start(task)
         if trainer is not None and trainer.get("enable_progress_bar") is False and trainer.get("callbacks"):
             trainer.callbacks = [callback for callback in trainer.callbacks
                                  if not str(callback.get("class_path", "")).endswith("ProgressBar")]
@@ -97,6 +104,10 @@ class PETLightningCLI(LightningCLI):
         needed = getattr(self.model.strategy, "required_callbacks", list)()
         trainer.callbacks += [callback for callback in needed if type(callback) not in present]
         return trainer
+
+
+def _task_reference(task: str) -> str:
+    return get_task(task).reference
 
 
 def name_wandb_runs(trainer, model: PETModule) -> None:

@@ -118,7 +118,7 @@ class PETModule(L.LightningModule):
         if regression_bias not in REGRESSION_BIAS:
             raise ValueError(f"regression_bias={regression_bias!r}: choose one of {', '.join(REGRESSION_BIAS)}")
         self.spec: TaskSpec = get_task(task)
-        task = self.spec.name  # canonical (SST2 -> sst-2) in the hparams Lightning compares with the data module's
+        task = self.spec.reference  # canonical (SST2 -> sst-2; a task file: its path) as in the data module's hparams
         self.strategy: Strategy = build_strategy(strategy)
         self.save_hyperparameters(ignore=["strategy"])
         self.hparams["strategy"] = self.strategy.config_dict()

@@ -21,7 +21,7 @@ class TaskSpec:
 
     Args:
         name: Lower-case task name used in configs (``rte``, ``sts-b``, ``cb``...).
-        benchmark: ``glue`` or ``superglue``; also the sub-folder of the data root.
+        benchmark: ``glue`` or ``superglue`` (the sub-folder of the data root); ``task_file`` for a user's task.
         folder: Folder of the task in the official layout, e.g. ``RTE`` for ``<root>/glue/RTE/train.tsv``.
         files: Official file name of each split (``train``, ``validation``, ``test``; MNLI has two dev sets).
         hub_path: Hugging Face dataset repository used when no local data root is given.
@@ -42,7 +42,7 @@ class TaskSpec:
     """
 
     name: str
-    benchmark: Literal["glue", "superglue"]
+    benchmark: Literal["glue", "superglue", "task_file"]
     folder: str
     files: dict[str, str]
     hub_path: str
@@ -76,6 +76,11 @@ class TaskSpec:
         """Group of the official training set; a run that trains on fewer examples belongs to
         :func:`resource_group_for` of what it trained on."""
         return resource_group_for(self.train_size)
+
+    @property
+    def reference(self) -> str:
+        """What names the task in configs and checkpoints: its name (a task file's spec: the file's path)."""
+        return self.name
 
     @property
     def validation_split(self) -> str:
@@ -202,11 +207,18 @@ register_task(
 
 
 def get_task(name: str) -> TaskSpec:
-    """Look a task up by name (case-insensitive); an unknown name is a one-line error listing the known ones."""
+    """Look a task up by name (case-insensitive), or load a task file (``*.yaml``, see docs/task_files.md); an
+    unknown name is a one-line error listing the known ones."""
     key = name.strip().lower()
     if key not in TASKS:
+        from pet_lightning.data.task_files import find_task  # a task file is one more source of the data package
+
+        found = find_task(name)
+        if found is not None:
+            return found
         known = ", ".join(sorted({spec.name for spec in TASKS.values()}))
-        raise ValueError(f"unknown task {name!r}: choose one of {known}")
+        raise ValueError(f"unknown task {name!r}: choose one of {known}, or give the path of a task file (a .yaml "
+                         "file, docs/task_files.md)")
     return TASKS[key]
 
 

@@ -31,6 +31,28 @@ SWEEPS = {
     "study_layout.yaml": "study: table9\nmethods: [bitfit]\nscales:\n  cpu: {tasks: [rte]}\n",
 }
 
+# Task files (docs/task_files.md), one bad input each: folder -> {file name: text}.
+_TASK = "name: {name}\nfiles: {{train: train.csv{dev}}}\ntext: [text]\nlabel: {label}\ntype: {kind}\n"
+_TRAIN = "text,label\na fine film,pos\na dull film,neg\n"
+TASK_FILES = {
+    "tf_missing": {"task.yaml": _TASK.format(name="x", dev="", label="label", kind="classification")
+                   .replace("train.csv", "trian.csv")},
+    "tf_column": {"task.yaml": _TASK.format(name="x", dev=", validation: dev.csv", label="label",
+                                            kind="classification"),
+                  "train.csv": _TRAIN, "dev.csv": "text,gold\nok,pos\n"},
+    "tf_label": {"task.yaml": _TASK.format(name="x", dev=", validation: dev.csv", label="label",
+                                           kind="classification"), "train.csv": _TRAIN,
+                 "dev.csv": "text,label\nok,pos\nso so,maybe\n"},
+    "tf_number": {"task.yaml": _TASK.format(name="x", dev="", label="score", kind="regression"),
+                  "train.csv": "text,score\ngood,1.5\nbad,two\n"},
+    "tf_empty": {"task.yaml": _TASK.format(name="x", dev=", validation: dev.csv", label="label",
+                                           kind="classification"), "train.csv": _TRAIN, "dev.csv": "text,label\n"},
+    "tf_shadow": {"task.yaml": _TASK.format(name="RTE", dev="", label="label", kind="classification"),
+                  "train.csv": _TRAIN},
+    "tf_solo": {"task.yaml": _TASK.format(name="solo", dev="", label="label", kind="classification"),
+                "train.csv": _TRAIN},
+}
+
 
 def catalogue() -> list[tuple[str, str, str, str]]:
     rows = [ROW.match(line) for line in CATALOGUE.read_text(encoding="utf-8").splitlines()]
@@ -71,6 +93,10 @@ def bad_files(tmp_path_factory):
     torch.save({k: v for k, v in good.items() if k != "hyper_parameters"}, folder / "nohparams.ckpt")
     for name, text in SWEEPS.items():
         (folder / name).write_text(text, encoding="utf-8")
+    for task, files in TASK_FILES.items():
+        (folder / task).mkdir()
+        for name, text in files.items():
+            (folder / task / name).write_text(text, encoding="utf-8")
     (folder / "empty").mkdir()
     (folder / "remote").mkdir()
     (folder / "remote" / "config.json").write_text(

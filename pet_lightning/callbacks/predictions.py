@@ -128,6 +128,8 @@ def _glue_label(spec: TaskSpec, pred: Any) -> str:
 def _superglue_label(spec: TaskSpec, pred: Any) -> Any:
     if spec.kind == "multiple_choice":
         return int(pred)
+    if spec.kind == "regression":  # a task file's regression task: the score as predicted
+        return float(pred)
     return spec.label_values[int(pred)]
 
 

@@ -18,6 +18,7 @@ from pet_lightning.data.base import SplitPlan
 from pet_lightning.data.formulations import Example
 from pet_lightning.data.grouping import shared_count
 from pet_lightning.data.readers import DataError, default_data_dir
+from pet_lightning.data.task_files import is_task_file, load_task_file
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cli.py audit", description="Shared text across every boundary of a task's split plan."
     )
-    parser.add_argument("--task", action="append", help="task name, repeatable, or 'all' (default: all)")
+    parser.add_argument("--task", action="append",
+                        help="task name or task file (.yaml), repeatable, or 'all' (default: all)")
     parser.add_argument(
         "--protocol", action="append", choices=[*PROTOCOLS, "all"],
         help="repeatable, or 'all' (default: all but train_holdout_tail, the Revisiting code's own split)"
@@ -142,10 +144,12 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     data_dir = args.data_dir or default_data_dir()
     try:
-        if data_dir is None:
-            raise DataError("no data root: set PET_DATA_DIR or pass --data-dir (the audit reads local files)")
         tasks = args.task or ["all"]
+        if data_dir is None and not all(is_task_file(task) for task in tasks):  # a task file names its own files
+            raise DataError("no data root: set PET_DATA_DIR or pass --data-dir (the audit reads local files)")
         tasks = local_tasks(data_dir) if "all" in tasks else tasks
+        for task in filter(is_task_file, tasks):  # a bad task file is an error whatever the protocol
+            load_task_file(task)
         protocols = args.protocol or ["all"]
         protocols = [p for p in PROTOCOLS if p not in STUDY_SPLITS] if "all" in protocols else protocols
         boundaries = []

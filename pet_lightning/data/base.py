@@ -14,6 +14,7 @@ DDP evaluation shards are not padded with repeated samples (padding biases MCC a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -31,6 +32,7 @@ from pet_lightning.data.encoding import (
 )
 from pet_lightning.data.formulations import Example, formulate
 from pet_lightning.data.readers import DataError, default_data_dir, read_hub, read_jsonl, read_tsv, task_file
+from pet_lightning.data.task_files import FileTaskSpec, check_protocol
 from pet_lightning.paths import from_start
 from pet_lightning.tasks import TaskSpec, get_task
 
@@ -63,8 +65,8 @@ class TaskDataModule(L.LightningDataModule):
     """Any GLUE or SuperGLUE task as a LightningDataModule: the task table decides which benchmark it is.
 
     Args:
-        task: Task name from :data:`pet_lightning.tasks.TASKS` (``rte``, ``mrpc``, ``cb``...). ``rte`` is GLUE's
-            tsv RTE, ``superglue-rte`` SuperGLUE's jsonl RTE (the same examples in two layouts).
+        task: Task name from :data:`pet_lightning.tasks.TASKS` (``rte``, ``cb``...) or a task file (docs/task_files.md)
+            ``rte`` is GLUE's tsv RTE, ``superglue-rte`` SuperGLUE's jsonl RTE (one set of examples, two layouts).
         data_dir: Data root holding ``glue/`` and ``superglue/`` in the official layouts. Defaults to the
             ``PET_DATA_DIR`` environment variable; when neither is set, the task loads from the hub.
         backbone: Model whose tokenizer encodes the text (linked to ``model.backbone`` by the CLI).
@@ -114,7 +116,7 @@ class TaskDataModule(L.LightningDataModule):
     ):
         super().__init__()
         self.spec: TaskSpec = get_task(task)
-        if self.benchmark and self.spec.benchmark != self.benchmark:
+        if self.benchmark and self.spec.benchmark != self.benchmark and self.spec.benchmark in _BENCHMARK_NAMES:
             right_module = "SuperGlueDataModule" if self.spec.benchmark == "superglue" else "GlueDataModule"
             raise DataError(
                 f"task {task!r} is a {_BENCHMARK_NAMES[self.spec.benchmark]} task, not "
@@ -129,7 +131,9 @@ class TaskDataModule(L.LightningDataModule):
 
         if protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
-        task = self.task = self.spec.name  # canonical (RTE -> rte) in the hparams too, as the model's linked task
+        check_protocol(self.spec, protocol)
+        self.task = self.spec.name  # canonical (RTE -> rte), as the model's linked task; hparams: a task file's path
+        task = self.spec.reference
         self.save_hyperparameters()
         self.data_dir = from_start(data_dir) if data_dir is not None else default_data_dir()
         self.backbone = backbone
@@ -161,17 +165,16 @@ class TaskDataModule(L.LightningDataModule):
         return self._tokenizer
 
     def available_splits(self) -> list[str]:
-        """Splits of the task that exist in the chosen source."""
-        if self.data_dir is None:
-            return list(self.spec.files)
-        return [
-            split
-            for split, name in self.spec.files.items()
-            if (_task_folder(self.data_dir, self.spec) / name).is_file()
-        ]
+        """Splits of the task that exist in the chosen source (a task file reads its own files)."""
+        if isinstance(self.spec, FileTaskSpec) or self.data_dir is None:
+            return self.spec.available_splits() if isinstance(self.spec, FileTaskSpec) else list(self.spec.files)
+        folder = Path(self.data_dir) / self.spec.benchmark / self.spec.folder
+        return [split for split, name in self.spec.files.items() if (folder / name).is_file()]
 
     def load_examples(self, split: str) -> list[Example]:
         """Read one official split and formulate its rows as examples."""
+        if isinstance(self.spec, FileTaskSpec):
+            return self.spec.load_examples(split)
         if self.data_dir is None:
             rows = read_hub(self.spec, split)
             if self.spec.hub_columns:
@@ -391,9 +394,3 @@ class TaskDataModule(L.LightningDataModule):
     @property
     def num_training_examples(self) -> int:
         return len(self.datasets["train"]) if self.plan is not None else 0
-
-
-def _task_folder(data_dir: str, spec: TaskSpec):
-    from pathlib import Path
-
-    return Path(data_dir) / spec.benchmark / spec.folder

@@ -69,6 +69,8 @@ def example_keys(example: Example, task: str, own_group: bool = True) -> set[Has
     keys: set[Hashable] = {("text", text) for text in shared_texts(example)}
     if own_group:
         keys.update(_own_group(example))
+    # A task file's `group` columns: equal values are one group in any file (one user, one passage id).
+    keys.update(("column", *key) for key in example.get("meta", {}).get("group_keys", ()))
     if task in TASK_KEYS:
         keys.update(TASK_KEYS[task](example))
     return keys

@@ -300,7 +300,7 @@ def record(spec: TaskSpec, rows: list[dict[str, Any]], source: str) -> list[Exam
 def resolve_superglue_task(task: str) -> str:
     """``rte`` inside SuperGLUE is the jsonl RTE (``superglue-rte``); other names are kept."""
     key = task.strip().lower()
-    return SUPERGLUE_ALIASES.get(key, key)
+    return SUPERGLUE_ALIASES.get(key, task)  # other names as given: a task file's path keeps its case
 
 
 class SuperGlueDataModule(TaskDataModule):

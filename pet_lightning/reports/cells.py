@@ -182,5 +182,7 @@ def build_report(
         methods.remove(baseline)
         methods.insert(0, baseline)
     tasks.sort(key=lambda t: (GROUPS.index(trained[t]), t))
-    official = {task: get_task(task).resource_group for task in tasks}
+    # The records' own group first: a task file's task is known by name only in the process that read the file.
+    recorded = {r["task"]: r["official_resource_group"] for r in records if r.get("official_resource_group")}
+    official = {task: recorded.get(task) or get_task(task).resource_group for task in tasks}
     return Report(tasks, methods, baseline, alpha, dict(cells), headline, leaky_runs, trained, official, failed)

@@ -147,11 +147,12 @@ class SweepConfig:
 
     def __post_init__(self) -> None:
         from pet_lightning.data.protocol import PROTOCOLS
+        from pet_lightning.data.task_files import sweep_tasks
         from pet_lightning.tasks import get_task
 
         if not self.tasks or not self.methods:
             raise SweepError(f"sweep {self.name!r} needs at least one task and one method: add `tasks` and `methods`")
-        self.tasks = [get_task(task).name for task in self.tasks]
+        self.tasks, self.task_files = sweep_tasks(self.tasks, self.protocol)  # task files: name -> path
         self.cell_overrides = {get_task(task).name: cells for task, cells in self.cell_overrides.items()}
         self.table_metrics = {get_task(task).name: metric for task, metric in self.table_metrics.items()}
         odd = sorted({m for cells in self.cell_overrides.values() for m in cells} - set(self.methods)) + sorted(
@@ -297,8 +298,9 @@ def run_config(sweep: SweepConfig, task: str, method: MethodSpec) -> dict[str, A
     if sweep.precision:
         config = deep_merge(config, {"trainer": {"precision": sweep.precision}})
     data = config.setdefault("data", {})
-    data.setdefault("class_path", DATA_MODULES[get_task(task).benchmark])
-    data.setdefault("init_args", {}).update({"task": task, "protocol": sweep.protocol})
+    data.setdefault("class_path", DATA_MODULES.get(get_task(task).benchmark, "pet_lightning.data.TaskDataModule"))
+    # A task file's runs read it from its path; its name names the runs and records.
+    data.setdefault("init_args", {}).update({"task": sweep.task_files.get(task, task), "protocol": sweep.protocol})
     # The model takes its task from the data (a CLI link); a method file that names one must not disagree.
     config["model"].pop("task", None)
     return config
