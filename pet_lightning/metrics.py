@@ -33,11 +33,27 @@ def _classes(spec: TaskSpec) -> int:
 # label values when the data were read.
 _FAST = {"validate_args": False}
 
+class MatthewsCorrCoef(MulticlassMatthewsCorrCoef):
+    """Matthews correlation with sklearn's (and GLUE's) convention: 0 where it is undefined, i.e. when the
+    predictions or the labels are one class. torchmetrics substitutes an eps-based value there (0.056 for a model
+    that predicts "acceptable" on every CoLA example of a 137/63 split), which would score a collapsed run above
+    zero; the per-example rescoring of reports (reports.example_metrics) uses the same convention."""
+
+    def compute(self) -> torch.Tensor:
+        confmat = self.confmat.double()
+        true, predicted = confmat.sum(dim=1), confmat.sum(dim=0)
+        total, correct = confmat.sum(), torch.trace(confmat)
+        numerator = correct * total - true @ predicted
+        denominator = (total * total - predicted @ predicted) * (total * total - true @ true)
+        value = numerator / denominator.clamp_min(1e-300).sqrt()
+        return torch.where(denominator > 0, value, torch.zeros_like(value)).float()
+
+
 METRICS: dict[str, MetricFactory] = {
     "accuracy": lambda spec: MulticlassAccuracy(num_classes=_classes(spec), average="micro", **_FAST),
     "f1": lambda spec: BinaryF1Score(**_FAST),
     "macro_f1": lambda spec: MulticlassF1Score(num_classes=_classes(spec), average="macro", **_FAST),
-    "mcc": lambda spec: MulticlassMatthewsCorrCoef(num_classes=_classes(spec), **_FAST),
+    "mcc": lambda spec: MatthewsCorrCoef(num_classes=_classes(spec), **_FAST),
     "pearson": lambda spec: PearsonCorrCoef(),
     "spearman": lambda spec: SpearmanCorrCoef(),
 }

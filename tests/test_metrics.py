@@ -59,3 +59,22 @@ def test_classification_metrics_skip_per_batch_validation_and_still_match_sklear
     metrics.update(preds, labels)
     values = {name: float(value) for name, value in metrics.compute().items()}
     assert values["accuracy"] == pytest.approx(accuracy_score(labels, preds))
+
+
+@pytest.mark.parametrize("constant", ["predictions", "labels"])
+def test_mcc_is_zero_where_undefined_as_sklearn_and_glue_score_it(constant):
+    # torchmetrics' own eps substitute scores a model predicting one class on a 137/63 split at 0.056.
+    labels = torch.cat([torch.ones(137), torch.zeros(63)]).long()
+    preds = torch.cat([torch.ones(120), torch.zeros(80)]).long()
+    if constant == "predictions":
+        preds = torch.ones(200, dtype=torch.long)
+    else:
+        labels = torch.ones(200, dtype=torch.long)
+    metrics = build_metrics(get_task("cola"))
+    metrics.update(preds, labels)
+    assert float(metrics.compute()["mcc"]) == 0.0 == matthews_corrcoef(labels, preds)
+    varied = build_metrics(get_task("cola"))
+    varied.update(torch.cat([torch.ones(120), torch.zeros(80)]).long(), torch.cat([torch.ones(137),
+                                                                                   torch.zeros(63)]).long())
+    assert float(varied.compute()["mcc"]) == pytest.approx(matthews_corrcoef(
+        torch.cat([torch.ones(137), torch.zeros(63)]), torch.cat([torch.ones(120), torch.zeros(80)])), abs=1e-6)
