@@ -189,5 +189,6 @@ def test_the_entry_point_prints_one_error_line_for_an_unknown_task(tmp_path):
     assert [line for line in lines if line.startswith("error:")] == [
         "error: unknown task 'nosuch': choose one of "
         + ", ".join(sorted({spec.name for spec in TASKS.values()}))
+        + ", or give the path of a task file (a .yaml file, docs/task_files.md)"
     ]
     assert not [text for text in KNOWN_WARNINGS if text in result.stderr]
