@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +57,15 @@ class Report:
 
     def group_of(self, task: str) -> str:
         return self.groups[task]
+
+    def cells_by_mode(self, modes: Sequence[str]) -> Iterator[tuple[str, str, dict[str, Cell | None]]]:
+        """(task, method, {mode: cell}) for every task x method with a cell in at least one of ``modes``, in the
+        report's order: the rows of the seed-source tables."""
+        for task in self.tasks:
+            for method in self.methods:
+                cells = {mode: self.cell(task, method, mode) for mode in modes}
+                if any(cell is not None for cell in cells.values()):
+                    yield task, method, cells
 
 
 def _identity(record: dict[str, Any]) -> tuple[str, str, bool]:

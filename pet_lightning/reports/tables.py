@@ -218,20 +218,16 @@ def table4(report: Report) -> tuple[list[str], list[list[str]], list[dict[str, A
     modes = [m for m in SEED_MODE_LABELS if any(key[2] == m for key in report.cells)]
     header = ["task", "method", *(f"std {SEED_MODE_LABELS[m]}" for m in modes)]
     rows, csv_rows = [], []
-    for task in report.tasks:
-        for method in report.methods:
-            present = {m: report.cell(task, method, m) for m in modes}
-            if all(cell is None for cell in present.values()):
-                continue
-            row = [task, method]
-            for mode, cell in present.items():
-                std = std_of(cell.values) if cell else math.nan
-                row.append(f"{_fmt(std, 2)} (n={len(cell.values)})" if cell else "–")
-                if cell:
-                    csv_rows.append({"task": task, "method": method, "seed_mode": mode, "source":
-                                     SEED_MODE_LABELS[mode], "seeds": len(cell.values), "std": std,
-                                     "mean": mean_of(cell.values)})
-            rows.append(row)
+    for task, method, present in report.cells_by_mode(modes):
+        row = [task, method]
+        for mode, cell in present.items():
+            std = std_of(cell.values) if cell else math.nan
+            row.append(f"{_fmt(std, 2)} (n={len(cell.values)})" if cell else "–")
+            if cell:
+                csv_rows.append({"task": task, "method": method, "seed_mode": mode, "source":
+                                 SEED_MODE_LABELS[mode], "seeds": len(cell.values), "std": std,
+                                 "mean": mean_of(cell.values)})
+        rows.append(row)
     return header, rows, csv_rows
 
 

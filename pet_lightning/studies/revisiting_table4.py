@@ -69,54 +69,50 @@ def write_table4(records: list[dict[str, Any]], out: Path, alpha: float = 0.05) 
     header += [c for m in SINGLE if m in modes and "both" in modes
                for c in (f"{SEED_MODE_LABELS[m]} / global: ours", "paper")]
     rows, csv_rows, members = [], [], []
-    for task in report.tasks:
-        for method in report.methods:
-            cells = {m: report.cell(task, method, m) for m in modes}
-            if all(cell is None for cell in cells.values()):
+    for task, method, cells in report.cells_by_mode(modes):
+        row = [task, method]
+        for mode, cell in cells.items():
+            theirs, where = _paper_std(paper, method, task, mode)
+            label = "not in paper" if theirs is None else f"{theirs:.2f}" + ("" if where == task else
+                                                                               f" ({where})")
+            row += [_std_text(cell.values) if cell else "–", label]
+            if cell:
+                low, high = std_interval(cell.values)
+                csv_rows.append({"task": task, "method": method, "seed_mode": mode,
+                                 "source": SEED_MODE_LABELS[mode], "seeds": len(cell.values),
+                                 "std": std_of(cell.values), "std_low": low, "std_high": high,
+                                 "mean": mean_of(cell.values), "paper_std": theirs, "paper_task": where})
+        family = []
+        for mode in SINGLE:
+            if mode not in modes or "both" not in modes:
                 continue
-            row = [task, method]
-            for mode, cell in cells.items():
-                theirs, where = _paper_std(paper, method, task, mode)
-                label = "not in paper" if theirs is None else f"{theirs:.2f}" + ("" if where == task else
-                                                                                   f" ({where})")
-                row += [_std_text(cell.values) if cell else "–", label]
-                if cell:
-                    low, high = std_interval(cell.values)
-                    csv_rows.append({"task": task, "method": method, "seed_mode": mode,
-                                     "source": SEED_MODE_LABELS[mode], "seeds": len(cell.values),
-                                     "std": std_of(cell.values), "std_low": low, "std_high": high,
-                                     "mean": mean_of(cell.values), "paper_std": theirs, "paper_task": where})
-            family = []
-            for mode in SINGLE:
-                if mode not in modes or "both" not in modes:
-                    continue
-                single, both = cells.get(mode), cells.get("both")
-                paper_single, where = _paper_std(paper, method, task, mode)
-                paper_both, _ = _paper_std(paper, method, task, "both")
-                paper_ratio = (paper_single / paper_both) if paper_single and paper_both else None
-                ours_ratio = (std_of(single.values) / std_of(both.values)
-                              if single and both and std_of(both.values) else math.nan)
-                row += [fmt(ours_ratio, 2), fmt(paper_ratio, 2)]
-                if single is None or both is None or len(single.values) < 2 or len(both.values) < 2:
-                    continue
-                scaled = [v / MARGIN for v in single.values]
-                member = variance_finding(
-                    f"{SEED_MODE_LABELS[mode]} alone", scaled, both.values,
-                    None if paper_ratio is None else paper_ratio / MARGIN, alpha,
-                    detail=f"sd ratio {fmt(ours_ratio, 2)}, paper's {fmt(paper_ratio, 2)}"
-                           + (f" ({where})" if paper_ratio is not None and where != task else ""))
-                member = replace(member, unit=f"sd ratio / {MARGIN} - 1")
-                if _constant(single.values) or _constant(both.values):
-                    # Every seed on the same score is the reported split's resolution (quantised metrics), not a
-                    # spread of zero: an F test against it would read as certain, so it is not tested.
-                    member = replace(member, p=math.nan, p_opposite=math.nan,
-                                     verdict=decide(math.nan, math.nan, member.mde, member.paper_effect, alpha),
-                                     claim=member.claim + " (a std of 0.00: not tested, the split's resolution)")
-                family.append(member)
-            if len(family) == len(SINGLE):
-                members.append(all_of(f"{method} on {task}: each single seed source spreads comparably to the global "
-                                      f"one (sd ratio > {MARGIN})", family, alpha))
-            rows.append(row)
+            single, both = cells.get(mode), cells.get("both")
+            paper_single, where = _paper_std(paper, method, task, mode)
+            paper_both, _ = _paper_std(paper, method, task, "both")
+            paper_ratio = (paper_single / paper_both) if paper_single and paper_both else None
+            ours_ratio = (std_of(single.values) / std_of(both.values)
+                          if single and both and std_of(both.values) else math.nan)
+            row += [fmt(ours_ratio, 2), fmt(paper_ratio, 2)]
+            if single is None or both is None or len(single.values) < 2 or len(both.values) < 2:
+                continue
+            scaled = [v / MARGIN for v in single.values]
+            member = variance_finding(
+                f"{SEED_MODE_LABELS[mode]} alone", scaled, both.values,
+                None if paper_ratio is None else paper_ratio / MARGIN, alpha,
+                detail=f"sd ratio {fmt(ours_ratio, 2)}, paper's {fmt(paper_ratio, 2)}"
+                       + (f" ({where})" if paper_ratio is not None and where != task else ""))
+            member = replace(member, unit=f"sd ratio / {MARGIN} - 1")
+            if _constant(single.values) or _constant(both.values):
+                # Every seed on the same score is the reported split's resolution (quantised metrics), not a
+                # spread of zero: an F test against it would read as certain, so it is not tested.
+                member = replace(member, p=math.nan, p_opposite=math.nan,
+                                 verdict=decide(math.nan, math.nan, member.mde, member.paper_effect, alpha),
+                                 claim=member.claim + " (a std of 0.00: not tested, the split's resolution)")
+            family.append(member)
+        if len(family) == len(SINGLE):
+            members.append(all_of(f"{method} on {task}: each single seed source spreads comparably to the global "
+                                  f"one (sd ratio > {MARGIN})", family, alpha))
+        rows.append(row)
     findings: list[Finding] = holm_family(members, alpha) if members else []
     text, paths = write_table(out, "table4", header, rows, csv_rows)
     zeros = sorted({f"{r['method']} ({r['source']})" for r in csv_rows if r["std"] < ZERO})
