@@ -54,20 +54,12 @@ class Settings:
     scaling_steps: int = 2
     strategies: tuple[str, ...] = ()
     sections: tuple[str, ...] = ("strategies", "ab", "e2e", "scaling", "cache")
-    # interleaved A/B per-step timing: blocks of one step give the most pairs (degrees of freedom) per step spent;
-    # each cell is built afresh ab_builds times (at most), ab_blocks blocks (one rotation of the 3 sides) each
+    # interleaved A/B per-step timing (benchmarks.interleave): each cell is built afresh ab_builds times and timed
+    # in ab_blocks kept blocks of ab_block_steps timed steps per side (one rotation of the 3 sides: 3 blocks)
     ab_methods: tuple[str, ...] = ("full", "bitfit", "lora", "prefix", "ia3")
-    ab_warmup: int = 1
-    # blocks run after the warm-up but left out of the figures: the first two blocks of a build were 2-4x noisier
-    # than the rest (mean absolute deviation 0.08-0.09, 0.04-0.05, then 0.02-0.03 from the cell's median ratio)
-    ab_settle_blocks: int = 2
     ab_builds: int = 6
-    ab_min_builds: int = 4
     ab_blocks: int = 3
-    ab_min_blocks: int = 3
-    ab_half_width: float = 0.03
     ab_block_steps: int = 1
-    ab_resume_steps: int = 1
     # end-to-end time-to-result
     e2e_tasks: tuple[str, ...] = ("cb",)
     e2e_methods: tuple[str, ...] = ("full", "lora", "bitfit")

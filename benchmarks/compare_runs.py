@@ -6,10 +6,6 @@
 
 Two runs agree on a ratio when their 95% intervals overlap; the stricter reading, each run's mean inside the
 other's interval, gets its own column. Ratios present in only one run are listed as missing from the other.
-``--trim 0.2`` recomputes every per-step ratio from the blocks' times as a 20%-trimmed mean with its
-Tukey-McLaughlin interval (over build means where a cell ran several builds, over its block pairs otherwise):
-if two runs disagree on the plain means but agree once a few stalled blocks are cut, the disagreement was
-outliers; if they still disagree, the runs' typical blocks differ.
 """
 
 from __future__ import annotations
@@ -19,20 +15,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchmarks.intervals import RatioInterval, build_values, saved_per_build, trimmed_ratio_interval
+from benchmarks.intervals import RatioInterval
 from pet_lightning.reports.tables import markdown_table
 
 Interval = dict[str, float]
 
 
-def ratios(figures: dict[str, Any], trim: float = 0.0) -> dict[str, Interval]:
-    """Every interval ratio of one ``--json`` file, keyed by what it compares (per-step ones ``trim``-trimmed from
-    the blocks' times when ``trim`` > 0)."""
+def ratios(figures: dict[str, Any]) -> dict[str, Interval]:
+    """Every interval ratio of one ``--json`` file, keyed by what it compares."""
     found: dict[str, Interval] = {}
     for result in figures.get("ab", []):
         for other, interval in result["ratios"].items():
-            if trim:
-                interval = _trimmed(result, other, trim)
             found[f"per step ours / {other} ({result['method']}, {result['precision']})"] = interval
     for result in figures.get("e2e", []):
         where = f"({result['task']}, {result['method']})"
@@ -40,12 +33,6 @@ def ratios(figures: dict[str, Any], trim: float = 0.0) -> dict[str, Interval]:
         if "per_epoch" in result:
             found[f"end to end per epoch Trainer / ours {where}"] = result["per_epoch"]
     return found
-
-
-def _trimmed(result: dict[str, Any], other: str, trim: float) -> Interval:
-    """The trimmed reading of one per-step ratio: over build means where the cell ran several builds (as its own
-    interval is), else over its block pairs."""
-    return trimmed_ratio_interval(build_values(saved_per_build(result, other)), trim).as_dict()
 
 
 def _text(interval: Interval | None) -> str:
@@ -61,9 +48,9 @@ def agreement(a: Interval, b: Interval) -> tuple[bool, bool]:
     return overlap, inside
 
 
-def compare(first: dict[str, Any], second: dict[str, Any], trim: float = 0.0) -> tuple[list[list[str]], int]:
+def compare(first: dict[str, Any], second: dict[str, Any]) -> tuple[list[list[str]], int]:
     """Rows of the comparison table and the number of ratios whose intervals do not overlap (or are missing)."""
-    a, b = ratios(first, trim), ratios(second, trim)
+    a, b = ratios(first), ratios(second)
     rows, disagree = [], 0
     for name in list(dict.fromkeys([*a, *b])):
         if name not in a or name not in b:
@@ -80,16 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     p.add_argument("first", type=Path)
     p.add_argument("second", type=Path)
-    p.add_argument("--trim", type=float, default=0.0,
-                   help="per-step ratios as trimmed means, this fraction cut from each end (0: the runs' own means)")
     args = p.parse_args(argv)
-    if not 0 <= args.trim < 0.5:
-        p.error(f"--trim {args.trim}: use a fraction in [0, 0.5), e.g. 0.2")
     for path in (args.first, args.second):
         if not path.is_file():
             p.error(f"{path}: no such file; write one with python -m benchmarks.run --json {path}")
     first, second = (json.loads(path.read_text()) for path in (args.first, args.second))
-    rows, disagree = compare(first, second, args.trim)
+    rows, disagree = compare(first, second)
     print(markdown_table(["ratio", args.first.name, args.second.name, "intervals overlap", "means inside"], rows))
     print(f"{len(rows) - disagree} of {len(rows)} ratios agree (intervals overlap)")
     return 1 if disagree else 0

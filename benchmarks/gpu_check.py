@@ -108,7 +108,7 @@ def probe_adalora_16mixed(out: Path, accelerator: str) -> None:
 
     from pet_lightning import PETModule
     from pet_lightning.callbacks import AdaLoraSchedule
-    from pet_lightning.callbacks.adalora import adalora_model
+    from pet_lightning.strategies.peft_methods import adalora_model
 
     module = PETModule(task="rte", strategy={"name": "adalora", "init_r": 12, "target_r": 4, "tinit": 5,
                                              "tfinal": 5, "delta_t": 2}, learning_rate=1e-3, init_seed=0)
@@ -275,9 +275,8 @@ def _ab_command(out: Path, accelerator: str) -> tuple[list[str], Any]:
     precisions = "bf16-mixed,16-mixed" if accelerator == "cuda" else "32-true"
     path = out / "ab.json"
     command = [sys.executable, "-m", "benchmarks.run", "--accelerator", accelerator, "--sections", "ab",
-               "--methods", "lora", "--precisions", precisions, "--ab-sides", sides, "--builds", "1",
-               "--min-builds", "1", "--blocks", "3", "--min-blocks", "3", "--settle-blocks", "1", "--threads", "4",
-               "--json", str(path)]
+               "--methods", "lora", "--precisions", precisions, "--ab-sides", sides, "--builds", "1", "--blocks", "3",
+               "--threads", "4", "--json", str(path)]
     if accelerator != "cuda":
         command += ["--block-steps", "1", "--max-length", "32", "--batch-size", "4"]
 

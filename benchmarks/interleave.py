@@ -3,48 +3,40 @@
 Timing each loop in its own run, minutes apart, lets the load of a shared machine drift between them by more than
 the differences the ratios judge. Here all loops are alive at once and alternate:
 
-    warm-up: ours, plain, trainer (``warmup`` steps each, not timed)
-    block 0: ours, plain, trainer (``resume_steps`` untimed, then ``block_steps`` timed steps each, on the same
+    warm-up: ours, plain, trainer (``WARMUP_STEPS`` each, not timed)
+    block 0: ours, plain, trainer (``RESUME_STEPS`` untimed, then ``block_steps`` timed steps each, on the same
              batches)
-    block 1: plain, trainer, ours (the next k batches; the order rotates every block)
+    block 1: plain, trainer, ours (the next batches; the order rotates every block)
     ...
 
 **How the loops alternate.** Each side runs its *own, unmodified* training loop (Lightning's ``Trainer.fit``,
-Hugging Face's ``Trainer.train``, the hand-written loop) in a thread of its own, over one fixed order of
-``warmup + blocks * block_steps`` batches, with a learning-rate schedule over that many steps. A baton passed
-between the threads lets exactly one of them run at any time: after its block's last step (in Lightning's
-``on_train_batch_end``, Trainer's ``on_step_end``, or after the plain loop's ``zero_grad``) a side hands the baton
-back and waits; the next side resumes where it stopped. Nothing runs concurrently, so no side slows another, and
-no loop is restarted between blocks (no per-block ``fit`` setup). This was preferred to driving
-``PETModule.training_step`` from a loop of our own, which would time our module but not Lightning's loop, the
+Hugging Face's ``Trainer.train``, the hand-written loop) in a thread of its own, over one fixed order of batches,
+with a learning-rate schedule over that many steps. A baton passed between the threads lets exactly one of them
+run at any time: after its block's last step (in Lightning's ``on_train_batch_end``, Trainer's ``on_step_end``, or
+after the plain loop's ``zero_grad``) a side hands the baton back and waits; the next side resumes where it
+stopped. Nothing runs concurrently, so no side slows another, and no loop is restarted between blocks. Driving
+``PETModule.training_step`` from a loop of our own instead would time our module but not Lightning's loop, the
 overhead the comparison is about.
 
-**What each time includes.** A block's time runs from the moment its side resumes to the end of its last optimizer
-step (device synchronised on CUDA at the turn's start and end only), divided by ``block_steps``. Each side resumes
-inside the hook of its previous block's last step, so a block holds, per step, everything its loop does between two
-optimizer steps: the rest of the previous step's bookkeeping (Lightning's ``self.log`` and progress tracking,
-Trainer's logging and save checks), fetching and collating the batch, moving it to the device, forward, loss,
-backward, optimizer and scheduler step, ``zero_grad``, and the loop's hooks. It also includes one thread wake-up per
-block (microseconds). Loop setup (Lightning's ``fit`` start, Trainer's optimizer creation and ``accelerate``
-preparation) falls in the untimed warm-up. Dropout draws from the process's global generator, so the sides' masks
-differ from a run alone; the work per step does not.
+**What each time includes.** A block's time runs from the end of its untimed resume steps to the end of its last
+optimizer step (device synchronised there only), divided by ``block_steps``. Each side resumes inside the hook of
+its previous block's last step, so a block holds, per step, everything its loop does between two optimizer steps:
+the rest of the previous step's bookkeeping, fetching and collating the batch, moving it to the device, forward,
+loss, backward, optimizer and scheduler step, ``zero_grad``, and the loop's hooks. Loop setup falls in the untimed
+warm-up. Dropout draws from the process's global generator, so the sides' masks differ from a run alone; the work
+per step does not.
 
-**Resume steps and the precision rule.** Each block starts with ``resume_steps`` untimed steps: the first step
-after a pause pays for the caches and allocator state the other loops left behind, a cost no user's loop ever
-pays (with one-step blocks and none, BitFit in ``bf16-mixed`` read 26 ms per step slower than the plain loop;
-with three-step blocks the gap was gone). With ``enough`` (``run_ab``: every interval within ``ab_half_width``),
-the timing stops after the first whole rotation of the side order, from ``min_blocks`` on, where the rule holds;
-the loops are then stopped where they wait. The rule looks only at the intervals' widths, never at the ratios.
+**Resume steps, settling blocks, builds.** The first step after a pause pays for the caches and allocator state
+the other loops left behind, a cost no user's loop pays: each block starts with ``RESUME_STEPS`` untimed steps.
+The first blocks after the sides are built are the noisy ones: ``SETTLE_BLOCKS`` blocks run in the rotation but
+are not kept. Whatever one build of the sides fixes for its lifetime (where its tensors landed, its threads'
+OpenMP teams) shifts all its blocks alike, so :func:`run_ab` builds the sides afresh ``ab_builds`` times per cell
+and reports the mean of the builds' mean ratios with its 95% interval over builds
+(:func:`benchmarks.intervals.over_builds`); with one build, the interval over its block pairs. The measurements
+behind these rules are in ``docs/performance.md``.
 
 **Ratios.** Pair ``i`` is ours' block ``i`` and the other side's block ``i``: the same batches, seconds apart.
 Its ratio is the other side's time per step over ours (speed of ours relative to it; > 1: ours is faster).
-
-**Builds.** :func:`run_ab` builds the sides afresh ``ab_builds`` times per cell (at most) and times each build in
-``ab_blocks`` blocks, after ``ab_settle_blocks`` blocks that run in the rotation but are not kept (the first blocks
-after a build are the noisy ones); the reported figure is the mean of the builds' mean ratios with its 95%
-interval over builds (:func:`benchmarks.intervals.over_builds`), since blocks of one build share whatever that
-build fixed (measured: ``python -m benchmarks.build_variance``). With one build it is the mean over pairs with
-their interval.
 """
 
 from __future__ import annotations
@@ -60,12 +52,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from benchmarks.common import Settings, Workload
-from benchmarks.intervals import RatioInterval, builds_anova_p, over_builds, pair_ratios, ratio_interval
+from benchmarks.intervals import RatioInterval, over_builds, pair_ratios
 from benchmarks.runners import Side, build_side
 from benchmarks.timing import sync
 
 MAIN = "main"
-Enough = Callable[[dict[str, list[float]]], bool]
+WARMUP_STEPS = 1
+"""Untimed steps per side before the first block of a build (loop setup, first allocations)."""
+RESUME_STEPS = 1
+"""Untimed steps that start every block: the first step after a pause pays for the other loops' cache state."""
+SETTLE_BLOCKS = 2
+"""Blocks per build run in the rotation but not kept: the first blocks after a build are the noisy ones."""
 
 
 class Aborted(Exception):
@@ -204,35 +201,22 @@ class Interleaver:
             self.abort()
             raise RuntimeError(f"interleaved timing: side {name!r} ran out of batches before its turn ended")
 
-    def run(self, warmup: int, blocks: int, block_steps: int, enough: Enough | None = None,
-            min_blocks: int = 0, resume_steps: int = 0, offset: int = 0, settle: int = 0) -> dict[str, list[float]]:
-        """Warm-up turns, then the blocks in :func:`schedule` order; returns each side's seconds per step, one figure
-        per timed block. Each block starts with ``resume_steps`` untimed steps; ``offset`` starts the side order's
-        rotation that many blocks on (:func:`schedule`). The first ``settle`` blocks run like the others, in the
-        rotation, but are left out of the figures: the first blocks after the sides are built are the noisy ones.
-
-        Without ``enough`` all ``settle + blocks`` blocks run, then each loop runs to its end. With it, after every
-        whole rotation of the timed blocks from ``min_blocks`` on, ``enough(times so far)`` may end the timing early
-        (a precision rule: stop once every interval is narrow enough); the loops are then stopped where they wait,
-        their remaining batches never run.
+    def run(self, warmup: int, blocks: int, block_steps: int, resume_steps: int = 0, offset: int = 0,
+            settle: int = 0) -> dict[str, list[float]]:
+        """Warm-up turns, then the blocks in :func:`schedule` order, then each loop runs to its end; returns each
+        side's seconds per step, one figure per kept block. Each block starts with ``resume_steps`` untimed steps;
+        ``offset`` starts the side order's rotation that many blocks on (:func:`schedule`). The first ``settle``
+        blocks run like the others, in the rotation, but are left out of the figures.
         """
         names = list(self.sides)
         for name in names:
             self.turn(name, warmup)
-        done = 0
-        for block, name in schedule(names, settle + blocks, offset):
+        for _, name in schedule(names, settle + blocks, offset):
             self.turn(name, block_steps, resume_steps)
-            if name != names[(block + offset - 1) % len(names)]:
-                continue  # the block's last side (the order rotates by one each block) has not run yet
-            done = block + 1 - settle
-            rotation_done = min_blocks <= done < blocks and done % len(names) == 0
-            if enough is not None and rotation_done and enough(self._times(settle, done)):
-                self.abort()
-                return self._times(settle, done)
         for name in names:
             self.turn(name, math.inf)
             self.threads[name].join()
-        return self._times(settle, done)
+        return self._times(settle, blocks)
 
     def _times(self, settle: int, blocks: int) -> dict[str, list[float]]:
         # Turn 0 is the warm-up, turns 1 .. settle the settling blocks; the finishing turn has no end.
@@ -247,8 +231,9 @@ class Interleaver:
 
 @dataclass
 class ABResult:
-    """One method in one precision: seconds per step of every block of every build, and each comparison's ratio
-    interval (over build means when the cell ran two builds or more, :func:`benchmarks.intervals.over_builds`)."""
+    """One method in one precision: seconds per step of every kept block of every build, and each comparison's
+    ratio interval (over build means when the cell ran two builds or more: :func:`benchmarks.intervals.over_builds`).
+    """
 
     method: str
     precision: str
@@ -258,10 +243,6 @@ class ABResult:
     optimizer_bytes: dict[str, int | None]
     build_s: dict[str, float]
     threads: dict[str, list[int]] = field(default_factory=dict)
-    # The interval over every block pair as if one build (what one-build runs reported), and the one-way ANOVA
-    # p of the pairs over builds: small when builds differ by more than their blocks do.
-    block_ratios: dict[str, RatioInterval] = field(default_factory=dict)
-    anova_p: dict[str, float] = field(default_factory=dict)
 
     @property
     def step_s(self) -> dict[str, list[float]]:
@@ -272,14 +253,15 @@ class ABResult:
         return {
             "method": self.method, "precision": self.precision, "step_s": self.step_s, "builds": self.builds,
             "ratios": {k: v.as_dict() for k, v in self.ratios.items()},
-            "block_ratios": {k: v.as_dict() for k, v in self.block_ratios.items()}, "anova_p": self.anova_p,
             "trainable": self.trainable, "optimizer_bytes": self.optimizer_bytes, "build_s": self.build_s,
             "threads": self.threads,
         }
 
 
 @dataclass
-class _Build:
+class Build:
+    """One fresh build of the sides, timed: seconds per kept block and what each side is."""
+
     step_s: dict[str, list[float]]
     threads: dict[str, list[int]]
     trainable: dict[str, int | None]
@@ -287,12 +269,11 @@ class _Build:
     build_s: dict[str, float]
 
 
-def _time_build(settings: Settings, work: Workload, method: str, precision: str, others: tuple[str, ...],
-                enough: Enough | None, offset: int) -> _Build:
+def time_build(settings: Settings, work: Workload, method: str, precision: str, names: list[str],
+               offset: int) -> Build:
     """Build the sides afresh (models, optimizers, loop threads), time them in interleaved blocks, free them."""
-    blocks = settings.ab_settle_blocks + settings.ab_blocks
-    total = settings.ab_warmup + blocks * (settings.ab_resume_steps + settings.ab_block_steps)
-    names = ["ours", *others]
+    blocks = SETTLE_BLOCKS + settings.ab_blocks
+    total = WARMUP_STEPS + blocks * (RESUME_STEPS + settings.ab_block_steps)
     sides: dict[str, Side] = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -300,12 +281,11 @@ def _time_build(settings: Settings, work: Workload, method: str, precision: str,
             for name in names:
                 sides[name] = build_side(name, settings, work, method, precision, total)
             interleaver = Interleaver(sides, settings.accelerator)
-            step_s = interleaver.run(settings.ab_warmup, settings.ab_blocks, settings.ab_block_steps, enough,
-                                     settings.ab_min_blocks, settings.ab_resume_steps, offset,
-                                     settings.ab_settle_blocks)
+            step_s = interleaver.run(WARMUP_STEPS, settings.ab_blocks, settings.ab_block_steps, RESUME_STEPS, offset,
+                                     SETTLE_BLOCKS)
             threads = {name: sorted(turns.threads) for name, turns in interleaver.turns.items()}
-            return _Build(step_s, threads, {n: s.trainable for n, s in sides.items()},
-                          {n: s.optimizer_bytes for n, s in sides.items()}, {n: s.build_s for n, s in sides.items()})
+            return Build(step_s, threads, {n: s.trainable for n, s in sides.items()},
+                         {n: s.optimizer_bytes for n, s in sides.items()}, {n: s.build_s for n, s in sides.items()})
         finally:
             for side in sides.values():
                 side.close()
@@ -318,38 +298,15 @@ def run_ab(
 ) -> ABResult:
     """Time ``ours`` against each of ``others`` in interleaved blocks, for one method in one precision.
 
-    With ``settings.ab_builds`` = 1, one build runs up to ``ab_blocks`` blocks, and the interval is over its block
-    pairs (the precision rule may stop it from ``ab_min_blocks`` on). With more, every build is made afresh and runs
-    ``ab_settle_blocks`` untimed then ``ab_blocks`` timed blocks, build ``b`` starting the side order's rotation ``b``
-    blocks on (so that successive builds start with each side in turn); the interval is over the builds' mean
-    ratios, and from ``ab_min_builds`` builds on the cell stops once every such interval is within
-    ``ab_half_width``. Builds, not blocks, are then the independent draws: whatever one build fixes for its
-    lifetime (where its tensors landed, its threads' OpenMP teams) shifts all its blocks alike, and two same-commit
-    runs of one-build cells disagreed more often than their intervals allowed (``docs/performance.md``).
+    Every one of ``settings.ab_builds`` builds is made afresh and runs ``SETTLE_BLOCKS`` untimed then
+    ``ab_blocks`` kept blocks, build ``b`` starting the side order's rotation ``b`` blocks on (so that successive
+    builds start with each side in turn). The interval is over the builds' mean ratios (builds, not blocks, are the
+    independent draws); with one build, over its block pairs.
     """
     names = ["ours", *others]
-    rule = settings.ab_half_width > 0
-
-    def narrow(intervals: list[RatioInterval]) -> bool:
-        return all(i.half_width <= settings.ab_half_width for i in intervals)
-
-    def enough(step_s: dict[str, list[float]]) -> bool:
-        return narrow([ratio_interval(pair_ratios(step_s["ours"], step_s[o])) for o in others])
-
-    one = settings.ab_builds == 1
-    builds: list[_Build] = []
-    for build in range(settings.ab_builds):
-        builds.append(_time_build(settings, work, method, precision, others, enough if one and rule else None,
-                                  offset=build))
-        per_build = {o: [pair_ratios(b.step_s["ours"], b.step_s[o]) for b in builds] for o in others}
-        if (not one and rule and len(builds) >= settings.ab_min_builds
-                and narrow([over_builds(per_build[o]) for o in others])):
-            break
-    ratios = {o: over_builds(per_build[o]) for o in others}
-    pooled = {o: ratio_interval([r for b in per_build[o] for r in b]) for o in others}
-    anova = {o: builds_anova_p(per_build[o]) for o in others} if len(builds) > 1 else {}
-    first = builds[0]
+    builds = [time_build(settings, work, method, precision, names, offset=b) for b in range(settings.ab_builds)]
+    ratios = {o: over_builds([pair_ratios(b.step_s["ours"], b.step_s[o]) for b in builds]) for o in others}
     threads = {n: sorted({t for b in builds for t in b.threads[n]}) for n in names}
+    first = builds[0]
     return ABResult(method, precision, [b.step_s for b in builds], ratios, first.trainable, first.optimizer_bytes,
-                    first.build_s, threads=threads, block_ratios=pooled,
-                    anova_p={o: p for o, p in anova.items() if p is not None})
+                    first.build_s, threads=threads)

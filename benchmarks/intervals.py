@@ -60,47 +60,11 @@ def ratio_interval(ratios: list[float], confidence: float = CONFIDENCE) -> Ratio
     return RatioInterval(mean, mean - half, mean + half, n, confidence)
 
 
-def trimmed_ratio_interval(ratios: list[float], trim: float, confidence: float = CONFIDENCE) -> RatioInterval:
-    """The ``trim``-trimmed mean of ``ratios`` (that fraction cut from each end) with its Tukey-McLaughlin interval
-    (``scipy.stats.mstats.trimmed_mean_ci``): a reading robust to the rare stalled block, for comparing runs."""
-    import numpy as np
-    from scipy import stats
-    from scipy.stats import mstats
-
-    if not 0 < trim < 0.5:
-        raise ValueError(f"trim {trim}: use a fraction in (0, 0.5), e.g. 0.2")
-    if len(ratios) < 3:
-        raise ValueError(f"a trimmed interval needs at least 3 ratios, got {len(ratios)}")
-    low, high = mstats.trimmed_mean_ci(np.asarray(ratios), limits=(trim, trim), alpha=1 - confidence)
-    return RatioInterval(float(stats.trim_mean(ratios, trim)), float(low), float(high), len(ratios), confidence)
-
-
-def build_values(per_build: list[list[float]]) -> list[float]:
-    """The independent draws of a cell (``per_build[b]``: build ``b``'s per-pair ratios): the builds' mean ratios,
-    or a single build's pairs."""
-    return per_build[0] if len(per_build) == 1 else [statistics.fmean(build) for build in per_build]
-
-
-def saved_per_build(cell: dict[str, Any], other: str) -> list[list[float]]:
-    """Per-pair ratios of ours over ``other``, build by build, from one saved A/B cell of a ``benchmarks.run --json``
-    file (files written before builds hold one build, as ``step_s``)."""
-    return [pair_ratios(b["ours"], b[other]) for b in cell.get("builds") or [cell["step_s"]]]
-
-
 def over_builds(per_build: list[list[float]], confidence: float = CONFIDENCE) -> RatioInterval:
-    """The interval over builds' mean ratios (``n`` = builds, :func:`build_values`), the one that holds where builds
-    differ; with a single build, the interval over its pairs."""
-    return ratio_interval(build_values(per_build), confidence)
-
-
-def builds_anova_p(per_build: list[list[float]]) -> float | None:
-    """One-way ANOVA p of the per-pair ratios over builds (``scipy.stats.f_oneway``); ``None`` where it is
-    undefined (fewer than two builds, or a build of fewer than two pairs)."""
-    from scipy import stats
-
-    if len(per_build) < 2 or any(len(build) < 2 for build in per_build):
-        return None
-    return float(stats.f_oneway(*per_build).pvalue)
+    """The interval over builds' mean ratios (``per_build[b]``: build ``b``'s per-pair ratios; ``n`` = builds), the
+    one that holds where builds differ; with a single build, the interval over its pairs."""
+    values = per_build[0] if len(per_build) == 1 else [statistics.fmean(build) for build in per_build]
+    return ratio_interval(values, confidence)
 
 
 def verdict(interval: RatioInterval, threshold: float) -> str:

@@ -6,7 +6,7 @@ from typing import Any
 
 from benchmarks.common import Result, Settings, fmt, mb, table
 from benchmarks.end_to_end import E2EResult
-from benchmarks.interleave import ABResult
+from benchmarks.interleave import RESUME_STEPS, SETTLE_BLOCKS, WARMUP_STEPS, ABResult
 from benchmarks.intervals import RatioInterval, verdict
 from benchmarks.runners import SIDES, trainer_method
 
@@ -64,22 +64,12 @@ def strategies_table(settings: Settings, wanted: list[tuple[str, str, dict[str, 
 def ab_tables(settings: Settings, results: list[ABResult], unregistered: list[str]) -> list[Target]:
     targets: list[Target] = []
     others = [name for name in SIDES if name != "ours" and any(name in r.ratios for r in results)]
-    if settings.ab_builds == 1:
-        blocks = (f"one build of {settings.ab_min_blocks} to {settings.ab_blocks} blocks (stopped at the first whole "
-                  f"rotation where every interval is within +-{settings.ab_half_width:.0%})"
-                  if settings.ab_half_width > 0 else f"one build of {settings.ab_blocks} blocks")
-        over = "mean over block pairs"
-    else:
-        builds = (f"{settings.ab_min_builds} to {settings.ab_builds} fresh builds (stopped at the first where every "
-                  f"interval is within +-{settings.ab_half_width:.0%})" if settings.ab_half_width > 0
-                  else f"{settings.ab_builds} fresh builds")
-        blocks = f"{builds} of {settings.ab_settle_blocks} settling (not kept) + {settings.ab_blocks} blocks"
-        over = "mean over builds of each build's mean over its block pairs"
-    print(f"\n== Per step, interleaved A/B: per build {settings.ab_warmup} warm-up steps, then {blocks} of "
-          f"{settings.ab_resume_steps} untimed + {settings.ab_block_steps} timed steps per side, in the order "
-          f"{', '.join(['ours', *others])} rotated by one "
-          "each block, the same batches; "
-          f"ratio = speed of ours over the other side (> 1: ours faster), {over} [95% interval]")
+    builds, over = ("one build", "mean over block pairs") if settings.ab_builds == 1 else (
+        f"{settings.ab_builds} fresh builds", "mean over builds of each build's mean over its block pairs")
+    print(f"\n== Per step, interleaved A/B: {builds}, each of {WARMUP_STEPS} warm-up step, {SETTLE_BLOCKS} settling "
+          f"(not kept) and {settings.ab_blocks} kept blocks of {RESUME_STEPS} untimed + {settings.ab_block_steps} "
+          f"timed steps per side, in the order {', '.join(['ours', *others])} rotated by one each block, the same "
+          f"batches; ratio = speed of ours over the other side (> 1: ours faster), {over} [95% interval]")
     rows = []
     for r in results:
         ms = {side: 1000 * sum(times) / len(times) for side, times in r.step_s.items()}
@@ -105,15 +95,6 @@ def ab_tables(settings: Settings, results: list[ABResult], unregistered: list[st
         target = f">= {AB_TARGETS[other]}" + (f" (aim {TRAINER_AIM})" if other == "trainer" else "")
         headers += [f"{other} ms/step", f"{AB_TITLES[other]} [95%]", f"target {target}"]
     print(table([*headers, "trainable"], rows))
-    multi = [r for r in results if len(r.builds) > 1]
-    if multi:
-        print("Builds: the same pairs as if one build (the interval one-build runs reported, blind to offsets that "
-              "a build fixes for its lifetime) and the one-way ANOVA p of the pairs over builds (small: builds "
-              "differ by more than their blocks do)")
-        print(table(["method", "precision", *[f"{o}: pairs as one build [95%]" for o in others],
-                     *[f"{o}: ANOVA p" for o in others]],
-                    [[r.method, r.precision, *[str(r.block_ratios[o]) if o in r.block_ratios else "" for o in others],
-                      *[f"{r.anova_p[o]:.3f}" if o in r.anova_p else "n/a" for o in others]] for r in multi]))
     for r in results:
         if any(counts != [settings.threads] for counts in r.threads.values()):
             print(f"NOTE {r.method} {r.precision}: torch threads per side {r.threads}, not {settings.threads} each")

@@ -1,6 +1,6 @@
 """Speed and memory of pet_lightning next to what users would otherwise run, in one invocation.
 
-    python -m benchmarks.run                      # full run (measured: 27 min on 2 quiet cores with bf16)
+    python -m benchmarks.run                      # full run (wall time measured: docs/performance.md)
     python -m benchmarks.run --quick              # smoke run (tiny batches, every section)
     python -m benchmarks.run --accelerator cuda   # on a GPU
 
@@ -9,8 +9,8 @@ Sections (``--sections``):
 * ``strategies``: every strategy of our loop alone on real RTE batches: samples/s, eval samples/s, step time, peak
   memory, optimizer and checkpoint bytes (:mod:`benchmarks.strategy_table`);
 * ``ab``: per-step speed of ours against a hand-written loop and against Hugging Face Trainer + peft, the loops
-  interleaved in short blocks on the same batches, each ratio with its 95% interval, in every precision of
-  ``--precisions`` (:mod:`benchmarks.interleave`, :mod:`benchmarks.runners`);
+  interleaved in short blocks on the same batches, each ratio with its 95% interval over fresh builds of the
+  loops, in every precision of ``--precisions`` (:mod:`benchmarks.interleave`, :mod:`benchmarks.runners`);
 * ``e2e``: time to result of a complete run (fit, keep the best checkpoint on the selection split, early stopping,
   test it) against Trainer + peft with ``load_best_model_at_end`` (:mod:`benchmarks.end_to_end`);
 * ``cache``: linear-probing epochs with and without the feature cache; ``scaling``: time per epoch against
@@ -46,12 +46,14 @@ from pet_lightning.strategies import STRATEGIES
 
 SECTIONS = Settings().sections
 AUTO = "auto"
+# A GPU queues steps ahead of the host: a few steps are mostly allocator and cuBLAS warm-up, and one-step blocks
+# time launch latency. Named values win.
+CUDA_MIN_STEPS = 20
+CUDA_MIN_BLOCK_STEPS = 5
 QUICK: dict[str, Any] = {
     "batch_size": 8, "max_length": 64, "warmup": 1, "steps": 2, "repeats": 2, "eval_batches": 1,
     "cache_examples": 32, "cache_epochs": 2, "scaling_sizes": (64, 128), "scaling_lengths": (32, 64),
-    "scaling_steps": 2, "ab_methods": ("full", "lora"), "ab_warmup": 1, "ab_builds": 2, "ab_min_builds": 2,
-    "ab_blocks": 3, "ab_settle_blocks": 0, "ab_min_blocks": 3, "ab_half_width": 0.0, "ab_block_steps": 1,
-    "ab_resume_steps": 0,
+    "scaling_steps": 2, "ab_methods": ("full", "lora"), "ab_builds": 2, "ab_blocks": 3, "ab_block_steps": 1,
     "e2e_methods": ("bitfit",), "e2e_repeats": 2, "e2e_epochs": 1, "e2e_patience": 1, "e2e_train_subset": 16,
     "e2e_max_length": 64,
 }
@@ -65,13 +67,6 @@ def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value}: use a positive count")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value}: use 0 or more")
     return value
 
 
@@ -96,26 +91,13 @@ def parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("interleaved A/B per step")
     g.add_argument("--methods", default=None, help=f"default {','.join(d.ab_methods)}")
     g.add_argument("--ab-sides", default="plain,trainer", help="sides compared with ours: plain, trainer")
-    g.add_argument("--ab-warmup", type=_positive, default=None, help=f"untimed steps per side (default {d.ab_warmup})")
     g.add_argument("--builds", type=_positive, default=None,
-                   help=f"most fresh builds of the sides per method and precision; 2 or more: the interval is over "
-                        f"build means (default {d.ab_builds}; 1: one build, interval over its blocks)")
-    g.add_argument("--min-builds", type=_positive, default=None,
-                   help=f"fewest builds before the precision rule may stop (default {d.ab_min_builds})")
+                   help=f"fresh builds of the sides per method and precision; the interval is over build means "
+                        f"(default {d.ab_builds}; 1: one build, the interval over its blocks)")
     g.add_argument("--blocks", type=_positive, default=None,
-                   help=f"timed blocks per side in each build (with --builds 1: the most; default {d.ab_blocks})")
-    g.add_argument("--settle-blocks", type=_non_negative, default=None,
-                   help=f"blocks per build run after the warm-up but not kept (default {d.ab_settle_blocks})")
-    g.add_argument("--min-blocks", type=_positive, default=None,
-                   help=f"with --builds 1: fewest timed blocks before the precision rule may stop (default "
-                        f"{d.ab_min_blocks})")
-    g.add_argument("--half-width", type=float, default=None,
-                   help=f"stop once every interval is within +- this fraction (0: always run every build and block; "
-                        f"default {d.ab_half_width})")
+                   help=f"kept blocks per side in each build (default {d.ab_blocks})")
     g.add_argument("--block-steps", type=_positive, default=None,
-                   help=f"timed steps per block (default {d.ab_block_steps})")
-    g.add_argument("--resume-steps", type=_non_negative, default=None,
-                   help=f"untimed steps that start each block (default {d.ab_resume_steps})")
+                   help=f"timed steps per block (default {d.ab_block_steps}; on CUDA at least {CUDA_MIN_BLOCK_STEPS})")
     g = p.add_argument_group("end to end")
     g.add_argument("--e2e-tasks", default=None, help=f"cb and/or rte (default {','.join(d.e2e_tasks)})")
     g.add_argument("--e2e-methods", default=None, help=f"default {','.join(d.e2e_methods)}")
@@ -132,20 +114,14 @@ def parser() -> argparse.ArgumentParser:
 
 OPTIONS = {  # argparse name -> Settings field, with the converter of comma-separated lists
     "batch_size": ("batch_size", None), "max_length": ("max_length", None), "steps": ("steps", None),
-    "repeats": ("repeats", None), "methods": ("ab_methods", _names), "ab_warmup": ("ab_warmup", None),
-    "builds": ("ab_builds", None), "min_builds": ("ab_min_builds", None),
-    "blocks": ("ab_blocks", None), "settle_blocks": ("ab_settle_blocks", None),
-    "min_blocks": ("ab_min_blocks", None), "half_width": ("ab_half_width", None),
-    "block_steps": ("ab_block_steps", None), "resume_steps": ("ab_resume_steps", None),
+    "repeats": ("repeats", None), "methods": ("ab_methods", _names), "builds": ("ab_builds", None),
+    "blocks": ("ab_blocks", None), "block_steps": ("ab_block_steps", None),
     "e2e_tasks": ("e2e_tasks", _names),
     "e2e_methods": ("e2e_methods", _names),
     "e2e_repeats": ("e2e_repeats", None), "e2e_epochs": ("e2e_epochs", None),
     "e2e_patience": ("e2e_patience", None), "e2e_max_length": ("e2e_max_length", None),
 }
 
-
-CUDA_MIN_STEPS = 20
-CUDA_MIN_BLOCK_STEPS = 5
 
 
 def device_identity(accelerator: str) -> dict[str, Any]:
@@ -166,7 +142,7 @@ def bf16_emulated(accelerator: str) -> bool:
 def resolve_precisions(precisions: str, e2e_precision: str, accelerator: str,
                        e2e_default: str) -> tuple[tuple[str, ...], str]:
     """``auto`` made concrete: bf16-mixed is timed only where the device runs it natively. On a CPU that emulates
-    bf16 a step takes 15x longer than in 32-true (:mod:`pet_lightning.precision`): the run would take hours and
+    bf16 a step takes many times longer than in 32-true (``docs/performance.md``): the run would take hours and
     time an emulation no user keeps. Naming bf16-mixed still times it, with a printed warning."""
     # On CUDA auto also times 16-mixed (the loss-scaled path GPUs without bf16 use); CPUs have no fp16 kernels.
     auto = (*PRECISIONS, "16-mixed") if accelerator == "cuda" else PRECISIONS
@@ -196,8 +172,6 @@ def settings_from(args: argparse.Namespace) -> Settings:
     if args.e2e_train_subset is not None:
         settings.e2e_train_subset = args.e2e_train_subset or None
     if settings.accelerator == "cuda":
-        # A GPU queues steps ahead of the host: a few steps are mostly allocator and cuBLAS warm-up, and one-step
-        # turns time launch latency. Named values win.
         settings.steps = args.steps or max(settings.steps, CUDA_MIN_STEPS)
         settings.ab_block_steps = args.block_steps or max(settings.ab_block_steps, CUDA_MIN_BLOCK_STEPS)
     settings.precisions, settings.e2e_precision = resolve_precisions(
@@ -218,18 +192,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     settings = settings_from(args)
     if not settings.precisions:
         p.error("--precisions: name at least one (32-true, bf16-mixed)")
-    if not 0 <= settings.ab_half_width < 1:
-        p.error(f"--half-width {settings.ab_half_width}: use a fraction in [0, 1), e.g. 0.03 for +-3% (0: no rule)")
-    if settings.ab_builds == 1 and settings.ab_min_blocks > settings.ab_blocks:
-        p.error(f"--min-blocks {settings.ab_min_blocks} is above --blocks {settings.ab_blocks}: lower it or raise "
-                "--blocks")
-    if settings.ab_builds > 1 and settings.ab_min_builds > settings.ab_builds:
-        p.error(f"--min-builds {settings.ab_min_builds} is above --builds {settings.ab_builds}: lower it or raise "
-                "--builds")
     unknown = set(settings.sections) - set(SECTIONS)
     if unknown:
-        p.error(f"--sections: unknown {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)} (the old "
-                "'trainer' and plain-loop comparisons are now the interleaved 'ab' section)")
+        p.error(f"--sections: unknown {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
     others = _names(args.ab_sides)
     if any(side not in ("plain", "trainer") for side in others):
         p.error(f"--ab-sides {args.ab_sides}: choose from plain, trainer")

@@ -37,10 +37,10 @@ from benchmarks.common import (
     Workload,
     autocast,
 )
+from benchmarks.memory import optimizer_state_bytes
 from pet_lightning import PETModule
 from pet_lightning.backbones import load_backbone
 from pet_lightning.optim import adamw
-from pet_lightning.speed import optimizer_state_bytes
 from pet_lightning.strategies import build_strategy
 from pet_lightning.tasks import get_task
 

@@ -19,10 +19,10 @@ from typing import Any
 import lightning as L
 
 from benchmarks.common import Result, Settings, Workload, progress
+from benchmarks.memory import optimizer_state_bytes
 from benchmarks.timing import PeakMemory, StepTimes, eval_rate, file_bytes, samples_per_s
 from pet_lightning import PETModule
 from pet_lightning.data import GlueDataModule
-from pet_lightning.speed import optimizer_state_bytes
 from pet_lightning.strategies import STRATEGIES
 
 # (row, strategy name, settings, note)

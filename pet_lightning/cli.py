@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import traceback
 from collections.abc import Callable
-from pathlib import Path
 
 from pet_lightning.data import TaskDataModule
+from pet_lightning.errors import PetLightningError
 from pet_lightning.lightning_cli import PETLightningCLI, run_lightning
-
-_PACKAGE_DIR = Path(__file__).resolve().parent
 
 # Extra sub-commands beyond Lightning's fit / validate / test / predict; filled by their modules.
 EXTRA_COMMANDS: dict[str, Callable[[list[str]], int]] = {}
@@ -31,7 +28,8 @@ def _sweep_command(argv: list[str]) -> int:
 
 
 def _report_command(argv: list[str]) -> int:
-    from pet_lightning.reports.page import main as report_main
+    # A study's records get the study's layout, others the generic tables: the command that knows studies decides.
+    from pet_lightning.studies.command import report_main
 
     return report_main(argv)
 
@@ -88,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         run_lightning(None if argv is None else args)
     except (ValueError, RuntimeError, OSError) as err:
         # Our errors are one line that names the problem and the fix; show that, not a traceback.
-        print(f"error: {our_error(err)}", file=sys.stderr)
+        print(f"error: {user_error(err)}", file=sys.stderr)
         return 2
     return 0
 
@@ -100,27 +98,26 @@ def extra_commands_help() -> str:
     return "\n".join(lines)
 
 
-def our_error(err: BaseException) -> BaseException:
-    """The exception that the project's own code raised inside ``err`` (``err`` itself when there is none).
+def user_error(err: BaseException) -> BaseException:
+    """The exception whose one line the user reads for ``err``.
 
-    jsonargparse instantiates ``data`` (a subclass type, so a Union with None) itself; when our constructor refuses
-    a value, it re-raises our exception inside a multi-line ValueError of its own ("Does not validate against any of
-    the Union subtypes ... Given value: Namespace(...)"), chained to ours with ``raise ... from``. Following the
-    chain from the outside in, the first exception raised in this package is the line we wrote for the user.
+    jsonargparse instantiates ``data`` (a subclass type, so a Union with None) and callbacks itself; when a
+    constructor refuses a value, it re-raises that exception inside a multi-line ValueError of its own ("Does not
+    validate against any of the Union subtypes ... Given value: Namespace(...)"), chained with ``raise ... from``.
+    Following the causes from the outside in, the first :class:`~pet_lightning.errors.PetLightningError` is ours;
+    without one, the innermost cause is the constructor's own words (a third-party error without a cause is shown
+    as it is).
     """
     seen: set[int] = set()
     current: BaseException | None = err
+    innermost = err
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if _raised_in_package(current):
+        if isinstance(current, PetLightningError):
             return current
-        current = current.__cause__ or current.__context__
-    return err
+        innermost = current
+        current = current.__cause__
+    return innermost
 
 
-def _raised_in_package(err: BaseException) -> bool:
-    frames = traceback.extract_tb(err.__traceback__)
-    return bool(frames) and Path(frames[-1].filename).resolve().is_relative_to(_PACKAGE_DIR)
-
-
-__all__ = ["EXTRA_COMMANDS", "PETLightningCLI", "main", "our_error", "run_lightning", "TaskDataModule"]
+__all__ = ["EXTRA_COMMANDS", "PETLightningCLI", "main", "run_lightning", "user_error", "TaskDataModule"]

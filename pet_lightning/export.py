@@ -49,6 +49,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from pet_lightning.backbones import load_tokenizer
+from pet_lightning.errors import PetLightningError
 from pet_lightning.module import PETModule
 from pet_lightning.strategies import build_strategy
 from pet_lightning.strategies.base import unwrap
@@ -66,7 +67,7 @@ MODULE_SETTINGS = ("head", "head_hidden_size", "head_init_std", "pooler", "hidde
 ARCHITECTURE_SETTINGS = ("head", "head_hidden_size", "pooler")
 
 
-class ExportError(ValueError):
+class ExportError(PetLightningError):
     """A folder cannot be written or read as an export; the message says what to do."""
 
 

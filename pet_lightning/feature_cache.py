@@ -27,13 +27,14 @@ import torch
 from torch import nn
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
+from pet_lightning.errors import PetLightningError
 from pet_lightning.strategies.base import backbone_of, unwrap
 
 # Logits from cached features and from the full encoder differ only by float rounding of the padded shapes.
 CHECK_ATOL = 1e-4
 
 
-class FeatureCacheError(RuntimeError):
+class FeatureCacheError(PetLightningError, RuntimeError):
     """Features cannot be cached for this model; the message says why and what to do."""
 
 

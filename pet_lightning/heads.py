@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from pet_lightning.errors import PetLightningError
 from pet_lightning.strategies.base import backbone_of, head_parameters
 from pet_lightning.tasks import TaskSpec
 
@@ -37,7 +38,7 @@ HEAD_KINDS = ("hf", "mlp")
 POOLERS = ("pretrained", "first_token", "mean")
 
 
-class HeadError(ValueError):
+class HeadError(PetLightningError):
     """A head cannot be built as configured; the message names the problem and the fix."""
 
 

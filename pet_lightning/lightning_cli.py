@@ -10,18 +10,28 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import lightning as L
 from lightning.pytorch.cli import LightningCLI
 
-from pet_lightning.callbacks import ResumeCheckpoints, RunSummary, StrategyFreezing, SubmissionWriter
-from pet_lightning.callbacks.resume import bind_resume
-from pet_lightning.checkpoints import load_checkpoint_file
+from pet_lightning.callbacks import (
+    AdaLoraSchedule,
+    ChildTuningFisher,
+    ResumeCheckpoints,
+    RunSummary,
+    StrategyFreezing,
+    SubmissionWriter,
+)
+from pet_lightning.callbacks.resume import bind_resume, lightning_resume_warnings_ignored
+from pet_lightning.checkpoint_io import load_checkpoint_file
 from pet_lightning.data import TaskDataModule
 from pet_lightning.data.task_files import is_task_file
 from pet_lightning.module import PETModule
 from pet_lightning.paths import from_start
+from pet_lightning.strategies import ChildTuningD, Strategy
+from pet_lightning.strategies.peft_methods import uses_adalora
 from pet_lightning.tasks import get_task
 
 SHOW_TIPS_ENV = "PET_LIGHTNING_TIPS"
@@ -32,6 +42,12 @@ _CKPT_PATH_NAMES = ("best", "last", "hpc")
 # rank_zero_info() logs through the logger of lightning_utilities' rank_zero module, which Lightning renames to its
 # own module's name when it imports (pytorch after fabric); filtering both covers either import order.
 _RANK_ZERO_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
+# The callbacks a strategy cannot train without, added to the trainer unless the config lists one already:
+# AdaLoRA's rank-budget schedule, Child-Tuning's Fisher scores (whose settings a config may give by listing it).
+REQUIRED_CALLBACKS: tuple[tuple[Callable[[Strategy], bool], type[L.Callback]], ...] = (
+    (uses_adalora, AdaLoraSchedule),
+    (lambda strategy: isinstance(strategy, ChildTuningD), ChildTuningFisher),
+)
 
 
 class _DropLightningTips(logging.Filter):
@@ -87,6 +103,11 @@ class PETLightningCLI(LightningCLI):
             load_checkpoint_file(ckpt_path, mmap=True)
         super()._parse_ckpt_path()
 
+    def _run_subcommand(self, subcommand: str) -> None:
+        # Lightning's resume warnings are wrong for these runs (see callbacks/resume.py): silenced for this run only.
+        with lightning_resume_warnings_ignored():
+            super()._run_subcommand(subcommand)
+
     def instantiate_trainer(self, **kwargs):
         root = self._get(self.config_init, "trainer", default={}).get("default_root_dir")
         if root and "default_root_dir" not in kwargs:
@@ -100,10 +121,14 @@ class PETLightningCLI(LightningCLI):
                 trainer.callbacks.append(required())
         bind_resume(trainer)  # auto-resume picks its checkpoint before fit runs any hook (callbacks/resume.py)
         name_wandb_runs(trainer, self.model)
-        # Callbacks the strategy cannot train without (AdaLoRA's budget schedule); see PeftStrategy.required_callbacks.
-        needed = getattr(self.model.strategy, "required_callbacks", list)()
-        trainer.callbacks += [callback for callback in needed if type(callback) not in present]
+        trainer.callbacks += required_callbacks(self.model.strategy, trainer.callbacks)
         return trainer
+
+
+def required_callbacks(strategy: Strategy, present: list[L.Callback]) -> list[L.Callback]:
+    """The callbacks ``strategy`` needs (:data:`REQUIRED_CALLBACKS`) that ``present`` lacks, freshly built."""
+    return [kind() for needs, kind in REQUIRED_CALLBACKS
+            if needs(strategy) and not any(isinstance(callback, kind) for callback in present)]
 
 
 def _task_reference(task: str) -> str:
@@ -193,7 +218,33 @@ def _lightning_cli() -> PETLightningCLI:
     )
 
 
+def fit_summary(config: str | Path, overrides: list[str], root: Path) -> dict[str, str]:
+    """``python cli.py fit --config <config> *overrides`` in this process, its output held back, with checkpoints
+    under ``root`` and no logger: the fields of the run's ``SUMMARY`` line, as printed.
+
+    Adds ``ckpt_bytes`` (the first checkpoint's size, ``n/a`` without one) and ``wall_s`` (the whole call, data
+    loading and evaluation included). For tables and tests that fit shipped configs through the users' code path.
+    """
+    import io
+    import time
+
+    out = io.StringIO()
+    start = time.perf_counter()
+    with contextlib.redirect_stdout(out):
+        cli = run_lightning(["fit", "--config", str(config), "--trainer.logger=false",
+                             f"--trainer.default_root_dir={root}", "--trainer.enable_progress_bar=false", *overrides])
+    summary = next((c for c in cli.trainer.callbacks if isinstance(c, RunSummary)), None)
+    if summary is None or not summary.values:
+        raise RuntimeError(f"fit --config {config} printed no SUMMARY line; its output ended with:\n"
+                           + out.getvalue()[-2000:])
+    fields = {key: str(value) for key, value in summary.values.items()}
+    checkpoints = sorted(Path(root).rglob("*.ckpt"))
+    fields["ckpt_bytes"] = str(checkpoints[0].stat().st_size) if checkpoints else "n/a"
+    fields["wall_s"] = f"{time.perf_counter() - start:.0f}"
+    return fields
+
+
 __all__ = [
-    "PETLightningCLI", "SHOW_TIPS_ENV", "as_command_line", "cli_from_config", "hide_lightning_tips", "name_wandb_runs",
-    "run_lightning",
+    "PETLightningCLI", "REQUIRED_CALLBACKS", "SHOW_TIPS_ENV", "as_command_line", "cli_from_config", "fit_summary",
+    "hide_lightning_tips", "name_wandb_runs", "required_callbacks", "run_lightning",
 ]

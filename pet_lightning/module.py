@@ -26,19 +26,13 @@ from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 
 from pet_lightning.backbones import DEFAULT_BACKBONE, load_backbone
-from pet_lightning.checkpoints import (
-    CheckpointError,
-    check_fit,
-    check_identity,
-    install_atomic_checkpoint_io,
-    load_checkpoint_file,
-    pack_state,
-    repair_epoch_end_restart,
-    unpack_state,
-)
+from pet_lightning.checkpoint_format import check_fit, check_identity, pack_state, unpack_state
+from pet_lightning.checkpoint_io import CheckpointError, install_atomic_checkpoint_io, load_checkpoint_file
+from pet_lightning.data.contract import task_data
 from pet_lightning.device import prepare_device
 from pet_lightning.feature_cache import FeatureCache
 from pet_lightning.heads import install_head_from, set_output_bias
+from pet_lightning.loop_restart import repair_epoch_end_restart
 from pet_lightning.metrics import build_metrics
 from pet_lightning.optim import adamw, build_scheduler, fused_allowed, parameter_groups
 from pet_lightning.run_checks import check_data_matches, check_max_length, check_optimizer_numbers
@@ -139,7 +133,8 @@ class PETModule(L.LightningModule):
 
     # ------------------------------------------------------------------------------------------- building
     def _build(
-        self, backbone: str, init_seed: int | None, hidden_dropout: float | None, strategy: Strategy | None = None
+        self, backbone: str, init_seed: int | None, hidden_dropout: float | None, strategy: Strategy | None = None,
+        inputs: dict[str, Any] | None = None,
     ):
         from pet_lightning.backbones import load_config, set_dropout
 
@@ -152,14 +147,15 @@ class PETModule(L.LightningModule):
                 torch.default_generator.manual_seed(init_seed)
             model = load_backbone(backbone, self.spec, config)
             install_head_from(self.hparams, model, self.spec)
-            report = (strategy or self.strategy).apply(model)
+            report = (strategy or self.strategy).apply(model, **(inputs or {}))
         return report.model, report
 
-    def apply_strategy(self, strategy: str | dict[str, Any] | Strategy) -> StrategyReport:
-        """Switch to another strategy (two-stage training): undo the current one, apply the new one."""
-        plain = self.strategy.remove(self.model)
+    def apply_strategy(self, strategy: str | dict[str, Any] | Strategy, **inputs: Any) -> StrategyReport:
+        """Switch to another strategy (two-stage training), or re-apply one with data it needs (Child-Tuning's
+        ``fisher``): undo the current application (:attr:`report`), apply the new one."""
+        plain = self.report.remove()
         self.strategy = build_strategy(strategy)
-        self.report = self.strategy.apply(plain)
+        self.report = self.strategy.apply(plain, **inputs)
         self.model = self.report.model
         # Cached features belong to the previous encoder state (stage 1 may have trained part of it).
         self.feature_cache.clear()
@@ -176,12 +172,13 @@ class PETModule(L.LightningModule):
 
     # ------------------------------------------------------------------------------------------ metrics
     def setup(self, stage: str) -> None:
-        install_atomic_checkpoint_io(self.trainer)  # atomic writes, weights_only loads (pet_lightning.checkpoints)
-        datamodule = getattr(self.trainer, "datamodule", None)
-        check_data_matches(self, datamodule)  # here: before Lightning merges (and compares) both hparams
-        eval_suffixes = getattr(datamodule, "eval_suffixes", None)
-        if eval_suffixes is None:
+        install_atomic_checkpoint_io(self.trainer)  # atomic writes, weights_only loads (pet_lightning.checkpoint_io)
+        data = task_data(self.trainer)
+        # here: before Lightning merges (and compares) both hparams
+        check_data_matches(self, None if data is None else data.spec)
+        if data is None:  # a user's own data module: no per-dataloader metrics
             return
+        eval_suffixes = data.eval_suffixes
         if stage in ("fit", "validate"):
             self._suffixes["val"] = eval_suffixes("val")
             self.val_metrics = self._metric_list("val/", self._suffixes["val"])
@@ -194,9 +191,10 @@ class PETModule(L.LightningModule):
     def on_fit_start(self) -> None:
         # Dropout follows the data-order seed, never the init seed (see pet_lightning.seeds).
         seed_training_randomness(self.trainer)
-        datamodule = getattr(self.trainer, "datamodule", None)
-        check_max_length(self, max_length := getattr(datamodule, "max_length", None))  # every strategy; then its own
-        self.strategy.check_run(self.model, max_length=max_length, precision=str(self.trainer.precision))
+        data = task_data(self.trainer)
+        check_max_length(self, max_length := data.max_length if data else None)  # every strategy; then its own
+        self.strategy.check_run(self.model, max_length=max_length, precision=str(self.trainer.precision),
+                                applied=self.report)
         prepare_device(self, tf32=self.hparams.get("tf32", True), compile=self.hparams.get("compile", False))
         if self.trainer.ckpt_path is None and self.trainer.global_step == 0:
             self.fill_regression_bias()
@@ -206,7 +204,8 @@ class PETModule(L.LightningModule):
         mean (see :func:`pet_lightning.heads.set_output_bias`); returns it, or None when there is nothing to set."""
         if self.hparams.get("regression_bias", "zero") != "label_mean" or self.spec.kind != "regression":
             return None
-        plan = getattr(getattr(self.trainer, "datamodule", None), "plan", None)
+        data = task_data(self.trainer)
+        plan = data.plan if data else None
         if plan is None or not plan.train:
             raise ValueError(
                 "regression_bias='label_mean' reads the training labels of a pet_lightning TaskDataModule: use one, "
@@ -369,13 +368,16 @@ class PETModule(L.LightningModule):
         source = str(source or "(in memory)")
         info = check_identity(self, checkpoint, source)
         stored = build_strategy(info["strategy"])
-        if stored.config_dict() == self.strategy.config_dict() and self._matches_source:
+        same = stored.config_dict() == self.strategy.config_dict()
+        if same and self._matches_source:
             model, report = self.model, self.report
         else:
             # The live module may have trained (a test after fit, a stage-1 checkpoint after stage 2): every tensor
-            # the checkpoint lacks comes from a fresh build of its strategy over the pretrained source instead.
+            # the checkpoint lacks comes from a fresh build of its strategy over the pretrained source instead,
+            # given the live application's inputs when it is the same strategy (Child-Tuning's Fisher scores).
             hp = self.hparams
-            model, report = self._build(self.backbone_name, hp.init_seed, hp.hidden_dropout, stored)
+            inputs = self.report.inputs if same else None
+            model, report = self._build(self.backbone_name, hp.init_seed, hp.hidden_dropout, stored, inputs)
         masks = check_fit(checkpoint, info, model, report, source)
         # Everything is checked: only now does the module change (a refused file leaves it as it was).
         if model is not self.model:

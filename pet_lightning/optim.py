@@ -1,11 +1,11 @@
 """The optimizer every training path builds: AdamW, with torch's fused kernel wherever the parameters allow it.
 
-Why fused: on the 2-core CPU machine one AdamW step over MiniLM's 22.7M parameters takes 13 ms fused against
-71 ms with torch's default (foreach) kernel, about a fifth of a full fine-tuning step at batch 16, length 128.
-Hugging Face Trainer defaults to the fused kernel (``optim="adamw_torch_fused"`` for torch >= 2.8), so with the
-default kernel our loop was 5% slower per step than Trainer on full fine-tuning for this reason alone
-(``python -m benchmarks.run --sections ab``). The fused kernel computes the same update; it rounds differently
-(last bits of float32), as any change of kernel does.
+Why fused: torch's fused kernel steps every trainable tensor in one pass, several times faster than its default
+(foreach) kernel, and Hugging Face Trainer defaults to it (``optim="adamw_torch_fused"`` for torch >= 2.8): with
+the default kernel, full fine-tuning would be slower per step than Trainer for this reason alone (measured in
+``docs/performance.md``, "Fused AdamW"). Fits that clip gradients under mixed precision keep the default kernel
+(:func:`adamw`). The fused kernel computes the same update; it rounds differently (last bits of float32), as any
+change of kernel does.
 """
 
 from __future__ import annotations

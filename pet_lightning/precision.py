@@ -1,15 +1,11 @@
 """Whether this machine runs bf16 natively: a measured check, and the warning a fit gives when it does not.
 
 Why: ``bf16-mixed`` (the quickstart's precision and most study configs') is fast on CPUs with bf16 instructions
-(AVX512-BF16, AMX, Arm's BF16) and very slow on the rest, where oneDNN emulates bf16 arithmetic. Measured with
-MiniLM at batch 16 on RTE batches (``python -m benchmarks.run --sections strategies --strategies full``): on
-the 2-core machine of the benchmark in ``docs/performance.md`` a full fine-tuning step took 565 ms in
-``bf16-mixed`` and 817 ms in ``32-true``; on a 2-core AMD EPYC with AVX2 only, 36.1 s in ``bf16-mixed`` and
-2.4 s in ``32-true``. Nothing fails on the second machine: the fit runs 15x slower, and a five-minute job takes
-over an hour. CPU flags and torch's private capability
-queries name instruction sets, not what oneDNN makes of them in a given build, so this module times the operation
-itself: a linear layer's forward and backward under CPU autocast against the same in float32 (11-27x slower on
-that AMD machine, depending on load).
+(AVX512-BF16, AMX, Arm's BF16) and very slow on the rest, where oneDNN emulates bf16 arithmetic: nothing fails, but
+a fit runs an order of magnitude slower than in ``32-true`` (measured in ``docs/performance.md``, "bf16 on a CPU
+without bf16 instructions"). CPU flags and torch's private capability queries name instruction sets, not what
+oneDNN makes of them in a given build, so this module times the operation itself: a linear layer's forward and
+backward under CPU autocast against the same in float32.
 """
 
 from __future__ import annotations
@@ -20,7 +16,7 @@ import time
 import torch
 
 # bf16 slower than float32 by more than this factor (per linear layer, forward and backward) reads as emulated.
-# Native bf16 is at or below 1x; emulated, 11-27x on the AVX2 machine above; 2x leaves room for timing noise.
+# Native bf16 is at or below 1x, emulated bf16 an order of magnitude above; 2x leaves room for timing noise.
 EMULATED_SLOWDOWN = 2.0
 
 
@@ -45,10 +41,10 @@ def _linear_seconds(bf16: bool, rows: int, width: int, repeats: int) -> float:
 @functools.lru_cache(maxsize=1)
 def cpu_bf16_slowdown(rows: int = 256, width: int = 256, repeats: int = 5) -> float:
     """Time of a linear layer's forward and backward under CPU bf16 autocast over the same in float32 (measured once
-    per process: milliseconds where bf16 is native, about half a second where it is emulated).
+    per process; it takes longer where bf16 is emulated).
 
-    Below 1: bf16 is faster (native); above :data:`EMULATED_SLOWDOWN`: emulated. The fastest of 5 passes each: with
-    2, a busy machine (other fits on its cores) read a native 0.5x as above 2x.
+    Below 1: bf16 is faster (native); above :data:`EMULATED_SLOWDOWN`: emulated. The fastest of several passes each,
+    so that a busy machine (other fits on its cores) does not read native bf16 as emulated.
     """
     return _linear_seconds(True, rows, width, repeats) / _linear_seconds(False, rows, width, repeats)
 

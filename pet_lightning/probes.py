@@ -1,9 +1,9 @@
 """The exact linear probe: solve a linear task head on a frozen encoder's features instead of training it by SGD.
 
-A head trained by AdamW for a few hundred steps on features that vary little (the packaged MiniLM's pooler: std
-0.048 per dimension) learns little more than the label mean, while the best linear head on the same features is
-much better (issue 15: a ridge on 800 STS-B pairs reaches 0.67 dev Pearson). Linear probing, as the LP-FT paper
-runs it, solves the head to convergence:
+A head trained by AdamW for a few hundred steps on features that vary little (the packaged MiniLM's pooler) learns
+little more than the label mean, while the best linear head on the same features is much better (figures in
+``docs/eh_ft.md``, "Exact linear probing"). Linear probing, as the LP-FT paper runs it, solves the head to
+convergence:
 
 * regression: ridge regression (scikit-learn ``Ridge``),
 * classification: L2-regularised (multinomial) logistic regression by L-BFGS (``LogisticRegression``),
@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pet_lightning.errors import PetLightningError
 from pet_lightning.feature_cache import eval_mode
 from pet_lightning.strategies.base import backbone_of, unwrap
 
@@ -39,7 +40,7 @@ MODEL_INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 ABSENT_CLASS_OFFSET = 20.0
 
 
-class ProbeError(ValueError):
+class ProbeError(PetLightningError):
     """The exact probe cannot run as configured; the message names the problem and the fix."""
 
 

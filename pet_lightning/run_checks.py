@@ -32,9 +32,9 @@ def check_model_settings(settings: dict[str, Any]) -> None:
                             settings.get("weight_decay", 0.0), settings.get("warmup_ratio", 0.0))
 
 
-def check_data_matches(module: Any, datamodule: Any) -> None:
-    """The model's task must be the data's: another task's labels would train (or crash) the wrong head."""
-    spec = getattr(datamodule, "spec", None)
+def check_data_matches(module: Any, spec: Any) -> None:
+    """The model's task must be the data's (``spec``, the data module's task; None for a user's own data module):
+    another task's labels would train (or crash) the wrong head."""
     if spec is None or getattr(spec, "name", None) is None or spec.name == module.spec.name:
         return
     raise ValueError(f"the model is for task {module.spec.name!r} but the data module holds task {spec.name!r}: "

@@ -26,6 +26,8 @@ from typing import Literal
 import lightning as L
 import torch
 
+from pet_lightning.data.contract import task_data
+
 SeedMode = Literal["both", "init", "order"]
 SEED_MODES: tuple[str, ...] = ("both", "init", "order")
 
@@ -53,8 +55,8 @@ def resolve_seeds(seed: int, mode: SeedMode = "both", fixed: int = STUDY_SEEDS[0
 
 def order_seed_of(trainer: L.Trainer) -> int | None:
     """The data-order seed of the trainer's datamodule, or None when it has none (global seeding applies)."""
-    datamodule = getattr(trainer, "datamodule", None)
-    return getattr(datamodule, "order_seed", None)
+    data = task_data(trainer)
+    return data.order_seed if data else None
 
 
 def seed_training_randomness(trainer: L.Trainer) -> int | None:

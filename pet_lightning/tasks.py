@@ -8,6 +8,7 @@ the benchmark papers report, and how big the training set is (which decides the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -110,12 +111,22 @@ _ENTAILMENT = ("entailment", "not_entailment")
 
 TASKS: dict[str, TaskSpec] = {}
 
+TASK_FINDERS: list[Callable[[str], TaskSpec | None]] = []
+"""Where :func:`get_task` looks for a name the table lacks, in order; the data package adds task files
+(:func:`pet_lightning.data.task_files.find_task`), so this table knows nothing of how they are read."""
+
 
 def register_task(spec: TaskSpec, *aliases: str) -> TaskSpec:
     """Add a task to the table under its name and any aliases (e.g. ``stsb`` for ``sts-b``)."""
     for key in (spec.name, *aliases):
         TASKS[key] = spec
     return spec
+
+
+def register_task_finder(finder: Callable[[str], TaskSpec | None]) -> Callable[[str], TaskSpec | None]:
+    """Let :func:`get_task` find tasks outside the table with ``finder`` (a name -> its task, or None)."""
+    TASK_FINDERS.append(finder)
+    return finder
 
 
 register_task(
@@ -211,11 +222,10 @@ def get_task(name: str) -> TaskSpec:
     unknown name is a one-line error listing the known ones."""
     key = name.strip().lower()
     if key not in TASKS:
-        from pet_lightning.data.task_files import find_task  # a task file is one more source of the data package
-
-        found = find_task(name)
-        if found is not None:
-            return found
+        for finder in TASK_FINDERS:
+            found = finder(name)
+            if found is not None:
+                return found
         known = ", ".join(sorted({spec.name for spec in TASKS.values()}))
         raise ValueError(f"unknown task {name!r}: choose one of {known}, or give the path of a task file (a .yaml "
                          "file, docs/task_files.md)")

@@ -1,4 +1,6 @@
-"""Shared fixtures: the real data root, the packaged offline model, tiny random-init configs."""
+"""Shared fixtures: the real data root, the repository as the working folder, the tiny backbone and a tiny config.
+
+Helpers that are not fixtures live in :mod:`tests.helpers`."""
 
 from __future__ import annotations
 
@@ -19,22 +21,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # (`cwd=REPO_ROOT`), read the same data wherever pytest was started.
 if os.environ.get("PET_DATA_DIR", "").strip():
     os.environ["PET_DATA_DIR"] = os.path.abspath(os.environ["PET_DATA_DIR"].strip())
-
-
-def real_fit_precision() -> str:
-    """The precision of the suite's fits of the real model: bf16-mixed (the quickstart's) where this CPU runs bf16
-    natively, 32-true where it emulates bf16, which makes every step about 15x slower (pet_lightning.precision) and
-    the suite hours long. What these fits check (which tensors train, that a config wires up and fits, that a short
-    fine-tune learns) holds in either precision; bf16 itself stays covered by the tiny-model tests and the
-    quickstart run, which keep bf16-mixed everywhere."""
-    from pet_lightning.precision import cpu_bf16_emulated
-
-    return "32-true" if cpu_bf16_emulated() else "bf16-mixed"
-
-
-def real_fit_overrides() -> list[str]:
-    """``cli.py fit`` arguments that set :func:`real_fit_precision` over a config's own."""
-    return [f"--trainer.precision={real_fit_precision()}"]
 
 
 @pytest.fixture(scope="session")
@@ -58,6 +44,16 @@ def in_repo(monkeypatch) -> Path:
     monkeypatch.chdir(REPO_ROOT)
     monkeypatch.setattr(paths, "START_DIR", REPO_ROOT)
     return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory) -> str:
+    """A 2-layer, 32-wide random BERT with MiniLM's tokenizer, saved once for the session as a local backbone folder
+    (:func:`tests.helpers.backbones.write_tiny_backbone`, seed 0). Shared: a test that writes into the folder takes a
+    private copy (:func:`tests.helpers.backbones.copy_backbone`)."""
+    from tests.helpers.backbones import write_tiny_backbone
+
+    return write_tiny_backbone(tmp_path_factory.mktemp("tiny") / "bert")
 
 
 @pytest.fixture(scope="session")

@@ -3,8 +3,9 @@
 ``python -m tests.fault_runner`` imports the stack once, then for each JSON line on stdin
 (``{"args": [...], "env": {...}, "log": "path"}``) forks a child that runs ``pet_lightning.cli.main(args)`` with
 that environment, its output going to ``log``, and answers one JSON line: ``{"returncode": ..., "signal": ...,
-"wall_s": ...}``. A child is a real process: the fault hooks SIGKILL it for real (``signal`` 9). The parent has
-run no torch computation before forking (and runs with one thread), so the children start clean.
+"wall_s": ...}``. A child is a real process: the faults of :mod:`tests.helpers.faults` (loaded when the server is
+started with :func:`tests.helpers.faults.plugin_env`) SIGKILL it for real (``signal`` 9). The parent has run no
+torch computation before forking (and runs with one thread), so the children start clean.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Checkpoints: loads rebuild from the pretrained source, atomic writes, refused files (pet_lightning.checkpoints)."""
+"""Checkpoints: loads rebuild from the pretrained source, atomic writes, refused files (pet_lightning.checkpoint_io,
+pet_lightning.checkpoint_format)."""
 
 from __future__ import annotations
 
@@ -12,45 +13,25 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from pet_lightning import GlueDataModule, PETModule
+from pet_lightning import PETModule
 from pet_lightning.callbacks import TwoStageTraining
-from pet_lightning.checkpoints import AtomicCheckpointIO, CheckpointError, load_checkpoint_file
+from pet_lightning.checkpoint_io import AtomicCheckpointIO, CheckpointError, load_checkpoint_file
 from tests.conftest import REPO_ROOT
-from tests.tiny_backbone import write_tiny_backbone
+from tests.helpers.data import probe_batch, small_glue
+from tests.helpers.faults import Faults, install_faulty_checkpoint_io
+from tests.helpers.trainers import quiet_trainer
 
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> str:
-    return write_tiny_backbone(tmp_path_factory.mktemp("tiny") / "bert")
-
-
-def _data(data_dir: str, backbone: str, task: str = "rte") -> GlueDataModule:
-    return GlueDataModule(task=task, data_dir=data_dir, backbone=backbone, batch_size=8, max_length=32,
-                          train_subset=32, order_seed=0, protocol="dev_split")
-
-
-def _trainer(tmp_path, **kwargs) -> L.Trainer:
-    settings = dict(accelerator="cpu", devices=1, precision="32-true", logger=False, enable_progress_bar=False,
-                    enable_model_summary=False, limit_val_batches=1, num_sanity_val_steps=0,
-                    default_root_dir=tmp_path)
-    return L.Trainer(**{**settings, **kwargs})
-
-
-def _probe_batch(backbone: str) -> dict[str, torch.Tensor]:
-    from pet_lightning.backbones import load_tokenizer
-
-    tokens = load_tokenizer(backbone)(["a cat sat", "rain falls on the plain", "no", "it is what it is"],
-                                      ["a cat", "it rains", "yes", "it is"], padding=True, return_tensors="pt")
-    return dict(tokens)
+# Real RTE at 32 tokens, 32 training examples, the dev split halved into selection and report.
+DATA = dict(train_subset=32, protocol="dev_split")
 
 
 FRESH_PROCESS_LOGITS = """
 import sys, torch
 from pet_lightning import PETModule
-from tests.test_checkpoints import _probe_batch
+from tests.helpers.data import probe_batch
 module = PETModule.load_from_checkpoint(sys.argv[1]).eval()
 with torch.no_grad():
-    torch.save(module(_probe_batch(module.backbone_name)), sys.argv[2])
+    torch.save(module(probe_batch(module.backbone_name)), sys.argv[2])
 """
 
 
@@ -62,15 +43,15 @@ def test_stage1_checkpoint_loaded_into_the_trained_module_equals_a_fresh_process
     module = PETModule(backbone=tiny, task="rte", strategy={"name": "lora", "r": 4}, learning_rate=1e-2,
                        init_seed=0)
     epochs = ModelCheckpoint(dirpath=tmp_path / "ckpt", filename="{epoch}", save_top_k=-1, every_n_epochs=1)
-    trainer = _trainer(tmp_path, max_epochs=2, callbacks=[TwoStageTraining(stage1_epochs=1, learning_rate=1e-2),
-                                                          epochs])
-    trainer.fit(module, datamodule=_data(data_dir, tiny))
+    trainer = quiet_trainer(tmp_path, precision="32-true", limit_val_batches=1, enable_checkpointing=True,
+                            max_epochs=2, callbacks=[TwoStageTraining(stage1_epochs=1, learning_rate=1e-2), epochs])
+    trainer.fit(module, datamodule=small_glue(data_dir, backbone=tiny, **DATA))
     stage1 = tmp_path / "ckpt" / "epoch=0.ckpt"
-    batch = _probe_batch(tiny)
+    batch = probe_batch(tiny)
     with torch.no_grad():
         stage2_logits = module.eval()(batch)
 
-    trainer.test(module, datamodule=_data(data_dir, tiny), ckpt_path=str(stage1), verbose=False)
+    trainer.test(module, datamodule=small_glue(data_dir, backbone=tiny, **DATA), ckpt_path=str(stage1), verbose=False)
     with torch.no_grad():
         live_logits = module.eval()(batch)
     out = tmp_path / "fresh_logits.pt"
@@ -87,18 +68,18 @@ def test_stage1_checkpoint_loaded_into_the_trained_module_equals_a_fresh_process
 
 def _fit_briefly(data_dir: str, tiny: str, tmp_path, strategy="bitfit") -> tuple[PETModule, L.Trainer]:
     module = PETModule(backbone=tiny, task="rte", strategy=strategy, learning_rate=1e-2, init_seed=0)
-    trainer = _trainer(tmp_path, max_steps=2, enable_checkpointing=False)
-    trainer.fit(module, datamodule=_data(data_dir, tiny))
+    trainer = quiet_trainer(tmp_path, precision="32-true", limit_val_batches=1, max_steps=2)
+    trainer.fit(module, datamodule=small_glue(data_dir, backbone=tiny, **DATA))
     return module, trainer
 
 
-def test_a_write_failing_part_way_leaves_the_previous_checkpoint_intact(data_dir, tiny, tmp_path, monkeypatch):
+def test_a_write_failing_part_way_leaves_the_previous_checkpoint_intact(data_dir, tiny, tmp_path):
     module, trainer = _fit_briefly(data_dir, tiny, tmp_path)
-    assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)  # installed by the module
+    assert type(trainer.strategy.checkpoint_io) is AtomicCheckpointIO  # installed by the module
     path = tmp_path / "run.ckpt"
     trainer.save_checkpoint(path)
     before = path.read_bytes()
-    monkeypatch.setenv("PET_LIGHTNING_FAULT", f"oserror_in_write={trainer.global_step}")
+    install_faulty_checkpoint_io(trainer, Faults(oserror_in_write=trainer.global_step))
     with pytest.raises(OSError, match="No space left on device"):
         trainer.save_checkpoint(path)
     assert path.read_bytes() == before
@@ -148,8 +129,9 @@ def test_refused_files_give_one_line_naming_the_file_and_never_load_partly(data_
         before = _state(target)
         with pytest.raises(CheckpointError) as caught:
             # The data match the target module's task, so the refusal is the checkpoint's, not the data's.
-            data = _data(data_dir, tiny, module_kwargs.get("task", "rte"))
-            _trainer(tmp_path, limit_val_batches=1).validate(target, datamodule=data, ckpt_path=bad, verbose=False)
+            data = small_glue(data_dir, module_kwargs.get("task", "rte"), backbone=tiny, **DATA)
+            run = quiet_trainer(tmp_path, precision="32-true", limit_val_batches=1)
+            run.validate(target, datamodule=data, ckpt_path=bad, verbose=False)
         _assert_unchanged(target, before)
         message = str(caught.value)
         assert str(bad) in message and "\n" not in message
@@ -180,9 +162,9 @@ def test_trainable_only_checkpoints_are_weights_only_and_load_without_missing_ke
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         reloaded = PETModule.load_from_checkpoint(path)
-        _trainer(tmp_path).validate(PETModule(backbone=tiny, task="rte", strategy={"name": "lora", "r": 4},
-                                              init_seed=0), datamodule=_data(data_dir, tiny), ckpt_path=path,
-                                    verbose=False)
+        fresh = PETModule(backbone=tiny, task="rte", strategy={"name": "lora", "r": 4}, init_seed=0)
+        quiet_trainer(tmp_path, precision="32-true", limit_val_batches=1).validate(
+            fresh, datamodule=small_glue(data_dir, backbone=tiny, **DATA), ckpt_path=path, verbose=False)
     messages = [str(w.message) for w in caught]
     assert not [m for m in messages if "not in the checkpoint" in m or "issing" in m], messages
     for name, param in module.model.named_parameters():

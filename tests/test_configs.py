@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchmarks.config_runs import run_config
-from benchmarks.superglue_table import write_rte_jsonl
 from pet_lightning.data.protocol import PROTOCOLS
+from pet_lightning.lightning_cli import fit_summary as run_config
 from pet_lightning.tasks import get_task
-from tests.conftest import REPO_ROOT, real_fit_overrides
-from tests.data.test_superglue import _write_jsonl, record_row
+from tests.conftest import REPO_ROOT
+from tests.helpers.data import record_row, write_jsonl
+from tests.helpers.superglue_rte import write_rte_jsonl
+from tests.helpers.trainers import real_fit_overrides
 
 SUPERGLUE_CONFIGS = sorted(path.stem for path in (REPO_ROOT / "configs" / "superglue").glob("*.yaml"))
 REVISITING_TASKS = ("boolq", "cb", "cola", "copa", "mrpc", "rte", "sts-b", "wic", "wsc")
@@ -102,7 +103,7 @@ def local_roots(data_dir, tmp_path_factory) -> dict[str, str]:
     record = tmp_path_factory.mktemp("record")
     rows = [record_row(i, [["Ann Lee"], ["Bob Ray"], ["Paris"]][i % 3]) for i in range(6)]
     for split in ("train", "val"):
-        _write_jsonl(record / f"superglue/ReCoRD/{split}.jsonl", rows)
+        write_jsonl(record / f"superglue/ReCoRD/{split}.jsonl", rows)
     return {"rte": str(rte), "record": str(record)}
 
 

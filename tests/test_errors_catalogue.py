@@ -12,11 +12,11 @@ import io
 import re
 import shlex
 
-import lightning
 import pytest
 import torch
 
 from tests.conftest import REPO_ROOT
+from tests.helpers.trainers import unfitted_checkpoint
 
 CATALOGUE = REPO_ROOT / "docs" / "errors.md"
 ROW = re.compile(r"^\|\s*(\d+)\s*\|\s*([^|]+?)\s*\|\s*`python cli\.py ([^`]+)`\s*\|\s*`([^`]+)`\s*\|\s*$")
@@ -59,17 +59,6 @@ def catalogue() -> list[tuple[str, str, str, str]]:
     return [m.groups() for m in rows if m]
 
 
-def _pet_checkpoint(strategy: str) -> dict:
-    """A checkpoint as PETModule writes it, without a fit (the head is all a frozen model stores)."""
-    from pet_lightning import PETModule
-
-    module = PETModule(task="rte", strategy=strategy, init_seed=0)
-    checkpoint = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams), "epoch": 0,
-                  "global_step": 0, "pytorch-lightning_version": lightning.__version__}
-    module.on_save_checkpoint(checkpoint)
-    return checkpoint
-
-
 class _Opaque:
     """A pickled object: a weights_only load refuses it."""
 
@@ -77,7 +66,7 @@ class _Opaque:
 @pytest.fixture(scope="module")
 def bad_files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("bad")
-    good = _pet_checkpoint("frozen")
+    good = unfitted_checkpoint("frozen")
     torch.save(good, folder / "frozen.ckpt")
     data = (folder / "frozen.ckpt").read_bytes()
     (folder / "truncated.ckpt").write_bytes(data[: len(data) // 2])

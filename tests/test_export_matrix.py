@@ -19,7 +19,6 @@ from transformers import AutoModelForMultipleChoice, AutoModelForSequenceClassif
 from pet_lightning import PETModule
 from pet_lightning.export import ExportError, export, load_exported
 from pet_lightning.strategies import STRATEGIES
-from tests.tiny_backbone import write_tiny_backbone
 
 # Settings that fit the 2-layer, 32-wide tiny backbone; every other strategy takes its defaults.
 SETTINGS = {
@@ -35,11 +34,6 @@ BATCH = {
     "attention_mask": torch.ones(3, 12, dtype=torch.long),
     "token_type_ids": torch.cat([torch.zeros(3, 6, dtype=torch.long), torch.ones(3, 6, dtype=torch.long)], 1),
 }
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> str:
-    return write_tiny_backbone(tmp_path_factory.mktemp("tiny") / "bert")
 
 
 def trained(backbone: str, name: str, head: str, pooler: str, task: str = "rte") -> PETModule:

@@ -5,7 +5,8 @@ preemption test also runs ``python cli.py`` itself) on a tiny random BERT with d
 keeping a step checkpoint every step. A chain kills the run with SIGKILL at 5 seeded random steps; each time it is
 resumed with ``--ckpt_path`` from the newest checkpoint on disk. Every checkpoint a resumed segment writes (model,
 optimizer, schedule, dropout stream) must equal the uninterrupted run's of the same step, tensor for tensor.
-Run with ``pytest -s`` to see the kill steps and the summary lines.
+The faults come from :mod:`tests.helpers.faults`, which every fit process here loads as a Lightning external
+callback. Run with ``pytest -s`` to see the kill steps and the summary lines.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ import pytest
 import torch
 import yaml
 
-from pet_lightning.checkpoints import FAULT_ENV, load_checkpoint_file
+from pet_lightning.checkpoint_io import load_checkpoint_file
 from tests.conftest import REPO_ROOT
-from tests.tiny_backbone import write_tiny_backbone
+from tests.helpers.faults import Faults, plugin_env
 
 SEED = 18
 STEPS = 12  # 24 examples in batches of 4, 2 epochs
@@ -45,7 +46,7 @@ class Runner:
     """The fork server of tests.fault_runner: ``run(args, env, log)`` runs one ``cli.py`` process."""
 
     def __init__(self) -> None:
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO_ROOT)}
+        env = plugin_env({**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"})
         self.process = subprocess.Popen([sys.executable, "-m", "tests.fault_runner"], cwd=REPO_ROOT, env=env,
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert json.loads(self.process.stdout.readline())["ready"]
@@ -69,11 +70,6 @@ def runner():
     server = Runner()
     yield server
     server.close()
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> str:
-    return write_tiny_backbone(tmp_path_factory.mktemp("tiny") / "bert")
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +170,7 @@ def run_chain(runner: Runner, tiny: str, data_dir: str, method: str, reference: 
     for index, step in enumerate([*kills, None]):
         segment = root / f"segment{index}"
         config = write_config(segment / "config.yaml", tiny, data_dir, method, segment / "steps")
-        env = {FAULT_ENV: f"{fault}={step}"} if step is not None else {}
+        env = Faults(**{fault: step}).env() if step is not None else {}
         answer = runner.run(fit_args(config, root, latest), env, segment / "log.txt")
         if step is not None:
             assert answer["signal"] == 9, f"not killed at step {step}: {answer}\n{_tail(segment / 'log.txt')}"
@@ -217,7 +213,7 @@ def _preempted_run(command, tiny: str, data_dir: str, root: Path, signal_name: s
     """Preempt a full-FT fit with ``signal_name`` at ``step``, then start the very same command again."""
     config = write_config(root / "config.yaml", tiny, data_dir, "full", root / "steps")
     args = fit_args(config, root)
-    first = command(args, {FAULT_ENV: f"{signal_name.lower()}_at_step={step}"}, root / "first.txt")
+    first = command(args, Faults(**{f"{signal_name.lower()}_at_step": step}).env(), root / "first.txt")
     ended = time.time()
     log = (root / "first.txt").read_text(errors="replace")
     assert first["returncode"] == 0 and first["signal"] is None, log[-3000:]  # a clean exit
@@ -242,7 +238,7 @@ def _preempted_run(command, tiny: str, data_dir: str, root: Path, signal_name: s
 def test_sigterm_saves_exits_and_the_same_python_cli_command_resumes_exactly(tiny, data_dir, references, tmp_path):
     """Real ``python cli.py fit`` processes: SIGTERM at step 5, then the same command without any flag."""
     def command(args: list[str], env: dict[str, str], log: Path) -> dict[str, Any]:
-        full_env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled", **env}
+        full_env = plugin_env({**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled", **env})
         with open(log, "w") as handle:
             result = subprocess.run([sys.executable, "cli.py", *args], cwd=REPO_ROOT, env=full_env, stdout=handle,
                                     stderr=subprocess.STDOUT, timeout=600)

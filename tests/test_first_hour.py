@@ -13,7 +13,6 @@ import re
 import shlex
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
 import yaml
@@ -21,16 +20,11 @@ import yaml
 from pet_lightning import PETModule
 from pet_lightning.data import GlueDataModule, TaskDataModule
 from tests.conftest import REPO_ROOT
-from tests.tiny_backbone import write_tiny_backbone
+from tests.helpers.trainers import quiet_trainer
 
 ERRORS_PAGE = REPO_ROOT / "docs" / "errors.md"
 ROW = re.compile(r"^\|\s*(7[a-y]|5b)\s*\|\s*([^|]+?)\s*\|\s*(.+?)\s*\|\s*([02])\s*\|\s*(.+?)\s*\|\s*$")
 CLI_COMMAND = re.compile(r"^`python cli\.py ([^`]+)`$")
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> str:
-    return write_tiny_backbone(tmp_path_factory.mktemp("tiny") / "bert")
 
 
 def run_cli(args: list[str]) -> tuple[int, str, str]:
@@ -48,13 +42,6 @@ def run_cli(args: list[str]) -> tuple[int, str, str]:
 
 def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("error: ")]
-
-
-def _trainer(tmp_path: Path, **kwargs) -> L.Trainer:
-    settings = dict(accelerator="cpu", devices=1, precision="32-true", logger=False, enable_progress_bar=False,
-                    enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=tmp_path,
-                    enable_checkpointing=False)
-    return L.Trainer(**{**settings, **kwargs})
 
 
 # ------------------------------------------------------------------------------- the tried inputs, docs/errors.md
@@ -143,8 +130,8 @@ def first_token_checkpoint(tiny, data_dir, tmp_path_factory) -> Path:
                        init_seed=0)
     data = GlueDataModule(task="rte", data_dir=data_dir, backbone=tiny, batch_size=8, max_length=32,
                           train_subset=16, order_seed=0, protocol="dev_split")
-    trainer = _trainer(folder, max_steps=2, limit_val_batches=1, enable_checkpointing=True,
-                       callbacks=[ModelCheckpoint(dirpath=folder / "checkpoints", filename="last")])
+    trainer = quiet_trainer(folder, precision="32-true", max_steps=2, limit_val_batches=1, enable_checkpointing=True,
+                            callbacks=[ModelCheckpoint(dirpath=folder / "checkpoints", filename="last")])
     trainer.fit(module, datamodule=data)
     return folder / "checkpoints" / "last.ckpt"
 
@@ -244,7 +231,7 @@ def test_max_length_beyond_the_models_positions_is_refused_at_fit_start(tiny, da
                           train_subset=16, protocol="dev_split")
     with pytest.raises(ValueError, match=rf"max_length=200 exceeds the 128 positions of backbone '{re.escape(tiny)}'"
                                          r": use max_length <= 128"):
-        _trainer(tmp_path, max_steps=1, limit_val_batches=1).fit(module, datamodule=data)
+        quiet_trainer(tmp_path, precision="32-true", max_steps=1, limit_val_batches=1).fit(module, datamodule=data)
 
 
 # ------------------------------------------------------------------------------------------------ 4. task case
@@ -259,7 +246,8 @@ def test_task_names_in_another_case_are_one_task_everywhere(tiny, data_dir, tmp_
                           train_subset=16, protocol="dev_split")
     from lightning.pytorch.loggers import CSVLogger
 
-    _trainer(tmp_path, max_steps=1, limit_val_batches=1, logger=CSVLogger(tmp_path)).fit(module, datamodule=data)
+    run = quiet_trainer(tmp_path, precision="32-true", max_steps=1, limit_val_batches=1, logger=CSVLogger(tmp_path))
+    run.fit(module, datamodule=data)
 
 
 # --------------------------------------------------------------------------------------- 5. unknown sweep method
@@ -283,7 +271,7 @@ def test_a_model_and_data_module_of_different_tasks_are_refused_at_fit_start(tin
                           train_subset=16, protocol="dev_split")
     with pytest.raises(ValueError, match=r"^the model is for task 'rte' but the data module holds task 'mrpc': give "
                                          r"PETModule and the data module the same task$"):
-        _trainer(tmp_path, max_steps=1, limit_val_batches=1).fit(module, datamodule=data)
+        quiet_trainer(tmp_path, precision="32-true", max_steps=1, limit_val_batches=1).fit(module, datamodule=data)
 
 
 # --------------------------------------------------------------------------------------- 7. misleading one-liners
@@ -323,7 +311,7 @@ def test_wandb_config_records_the_strategys_settings(tiny, tmp_path):
 
     logger = Capture()
     module = PETModule(backbone=tiny, strategy={"name": "lora", "r": 4}, init_seed=0)
-    module.trainer = _trainer(tmp_path, logger=logger)
+    module.trainer = quiet_trainer(tmp_path, precision="32-true", logger=logger)
     StrategyFreezing.log_report(module, module.report)
     assert logger.params["strategy/settings"]["r"] == 4
     assert logger.params["strategy/settings"] == module.strategy.config_dict()
@@ -343,7 +331,7 @@ def test_the_quickstart_wandb_run_is_named_after_its_task_and_strategy(tiny, tmp
     template = next(logger["init_args"]["name"] for logger in quickstart["trainer"]["logger"]
                     if logger["class_path"].endswith("WandbLogger"))
     logger = WandbLogger(name=template, save_dir=str(tmp_path), offline=True)
-    trainer = _trainer(tmp_path, logger=logger)
+    trainer = quiet_trainer(tmp_path, precision="32-true", logger=logger)
     name_wandb_runs(trainer, PETModule(backbone=tiny, task="mrpc", strategy=strategy, init_seed=0))
     assert logger._wandb_init["name"] == f"quickstart-mrpc-{label}"  # what wandb.init receives when the run starts
 

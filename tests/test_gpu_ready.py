@@ -22,12 +22,10 @@ def _gather(devices: int, out, backbone: str, data_dir: str) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
 
 
-def test_head_features_collapse_guard_and_the_exact_probe_cover_every_rank_under_ddp(tmp_path, data_dir):
+def test_head_features_collapse_guard_and_the_exact_probe_cover_every_rank_under_ddp(tmp_path, data_dir, tiny):
     from pet_lightning.callbacks.features import FEATURES_FILE
-    from tests.tiny_backbone import write_tiny_backbone
 
-    backbone = write_tiny_backbone(tmp_path / "tiny")
-    _gather(2, tmp_path / "ddp", backbone, data_dir)
+    _gather(2, tmp_path / "ddp", tiny, data_dir)
     saved = np.load(tmp_path / "ddp" / FEATURES_FILE)
     reference = {split: np.load(tmp_path / "ddp" / f"reference_{split}.npz") for split in ("train", "test")}
     # Every reported example (RTE dev: 277, an odd count split over 2 ranks), in the split's order, as one process
@@ -110,7 +108,7 @@ def _to_host(tensor, args, kwargs) -> bool:
     return host and tensor.device.type != "cpu"
 
 
-def test_no_training_step_reads_a_tensor_back_to_the_host(tmp_path, data_dir):
+def test_no_training_step_reads_a_tensor_back_to_the_host(tmp_path, data_dir, tiny):
     """LP-FT with the feature cache (stage 1: misses, then hits), the stage log and CollapseGuard: the hooks that
     used to read a tensor back (or copy a Python float to the device) every step. Tensors live on the CPU here, so
     a call is counted whether or not it would sync: on a GPU each one does."""
@@ -118,9 +116,7 @@ def test_no_training_step_reads_a_tensor_back_to_the_host(tmp_path, data_dir):
 
     from pet_lightning import GlueDataModule, PETModule
     from pet_lightning.callbacks import CollapseGuard, TwoStageTraining
-    from tests.tiny_backbone import write_tiny_backbone
 
-    backbone = write_tiny_backbone(tmp_path / "tiny")
     reads = _HostReads()
     steps = []
 
@@ -133,8 +129,8 @@ def test_no_training_step_reads_a_tensor_back_to_the_host(tmp_path, data_dir):
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             reads.stop()
 
-    module = PETModule(task="rte", backbone=backbone, strategy="frozen", learning_rate=1e-3, init_seed=0)
-    data = GlueDataModule(task="rte", backbone=backbone, batch_size=4, max_length=32, train_subset=16, order_seed=0)
+    module = PETModule(task="rte", backbone=tiny, strategy="frozen", learning_rate=1e-3, init_seed=0)
+    data = GlueDataModule(task="rte", backbone=tiny, batch_size=4, max_length=32, train_subset=16, order_seed=0)
     trainer = L.Trainer(accelerator="cpu", devices=1, precision="32-true", max_epochs=3, limit_val_batches=2,
                         num_sanity_val_steps=0, logger=False, enable_progress_bar=False, enable_model_summary=False,
                         enable_checkpointing=False, default_root_dir=tmp_path,

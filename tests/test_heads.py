@@ -9,24 +9,20 @@ import torch
 from pet_lightning import PETModule
 from pet_lightning.backbones import build_from_config
 from pet_lightning.callbacks import TwoStageTraining
-from pet_lightning.data import GlueDataModule, SuperGlueDataModule
+from pet_lightning.data import SuperGlueDataModule
 from pet_lightning.heads import HeadError, MLPHead, install_head
 from pet_lightning.strategies import build_strategy
 from pet_lightning.strategies.base import head_parameters, unwrap
 from pet_lightning.tasks import get_task
-from tests.strategies.conftest import tiny_configs
+from tests.helpers.backbones import tiny_configs
+from tests.helpers.data import small_glue
+from tests.helpers.probes import HeadAtBoundary
+from tests.helpers.trainers import quiet_trainer
 
 MLP_NAMES = {"classifier.dense.weight", "classifier.dense.bias", "classifier.out_proj.weight",
              "classifier.out_proj.bias"}
 # DistilBERT's forward runs pre_classifier -> ReLU -> dropout -> classifier: those two are the MLP's layers.
 DISTILBERT_NAMES = {"pre_classifier.weight", "pre_classifier.bias", "classifier.weight", "classifier.bias"}
-
-
-def _trainer(tmp_path, **kwargs) -> L.Trainer:
-    settings = dict(accelerator="cpu", devices=1, precision="32-true", logger=False, enable_checkpointing=False,
-                    enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                    default_root_dir=tmp_path)
-    return L.Trainer(**{**settings, **kwargs})
 
 
 def _inputs(task: str, batch: int = 3, length: int = 7) -> dict[str, torch.Tensor]:
@@ -114,7 +110,7 @@ def test_mlp_trains_with_bitfit_on_real_cb_and_reloads_with_identical_logits(tmp
     module = PETModule(task="cb", strategy="bitfit", head="mlp", learning_rate=1e-3, warmup_ratio=0.0, init_seed=0)
     before = {n: p.detach().clone() for n, p in module.model.named_parameters()}
     start = _mean_loss(module, data)
-    trainer = _trainer(tmp_path, max_epochs=4, limit_val_batches=0)
+    trainer = quiet_trainer(tmp_path, precision="32-true", max_epochs=4, limit_val_batches=0)
     trainer.fit(module, datamodule=data)
     assert _mean_loss(module, data) < start - 0.05
     changed = {n for n, p in module.model.named_parameters() if not torch.equal(before[n], p.detach())}
@@ -131,30 +127,13 @@ def test_mlp_trains_with_bitfit_on_real_cb_and_reloads_with_identical_logits(tmp
     assert isinstance(unwrap(reloaded.model).classifier, MLPHead)
 
 
-class HeadAtBoundary(L.Callback):
-    """Listed after TwoStageTraining: the MLP at the end of stage 1 and right after the switch."""
-
-    def __init__(self):
-        self.seen: dict[str, dict[str, torch.Tensor]] = {}
-
-    def _params(self, pl_module) -> dict[str, torch.Tensor]:
-        return {n: p.detach().clone() for n, p in unwrap(pl_module.model).classifier.named_parameters()}
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        if trainer.current_epoch == 0:
-            self.seen["stage1"] = self._params(pl_module)
-
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        if trainer.current_epoch == 1:
-            self.seen["stage2"] = self._params(pl_module)
-
-
 def test_two_stage_copies_only_the_mlp_weights(tmp_path, data_dir):
-    data = GlueDataModule(task="rte", data_dir=data_dir, batch_size=8, max_length=32, train_subset=16, order_seed=0)
+    data = small_glue(data_dir)
     module = PETModule(task="rte", strategy="bitfit", head="mlp", learning_rate=1e-2, init_seed=0, warmup_ratio=0.0)
     probe = HeadAtBoundary()
     callback = TwoStageTraining(stage1_epochs=1, keep_head_bias=False)
-    _trainer(tmp_path, max_epochs=2, limit_val_batches=0, callbacks=[callback, probe]).fit(module, datamodule=data)
+    run = quiet_trainer(tmp_path, precision="32-true", max_epochs=2, limit_val_batches=0, callbacks=[callback, probe])
+    run.fit(module, datamodule=data)
     stage1, stage2 = probe.seen["stage1"], probe.seen["stage2"]
     assert set(stage2) == {"dense.weight", "dense.bias", "out_proj.weight", "out_proj.bias"}
     for name in ("dense.weight", "out_proj.weight"):
@@ -176,10 +155,10 @@ def test_strategy_apply_on_an_mlp_model_finds_the_mlp_as_head():
 
 
 def test_frozen_mlp_trains_on_cached_features(tmp_path, data_dir):
-    data = GlueDataModule(task="rte", data_dir=data_dir, batch_size=8, max_length=32, train_subset=16, order_seed=0)
+    data = small_glue(data_dir)
     module = PETModule(task="rte", strategy="frozen", head="mlp", learning_rate=1e-3, init_seed=0)
     before = unwrap(module.model).classifier.dense.weight.detach().clone()
-    _trainer(tmp_path, max_epochs=3, limit_val_batches=0).fit(module, datamodule=data)
+    quiet_trainer(tmp_path, precision="32-true", max_epochs=3, limit_val_batches=0).fit(module, datamodule=data)
     # The cache's first-batch check passed with the MLP; the encoder ran only in the first epoch (2 batches).
     assert module.caches_features() and module.feature_cache.checked and module.feature_cache.encoder_calls == 2
     assert not torch.equal(unwrap(module.model).classifier.dense.weight, before)

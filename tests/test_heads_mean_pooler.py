@@ -13,13 +13,7 @@ from pet_lightning.feature_cache import FeatureCache
 from pet_lightning.heads import HeadError, MeanPooling, install_head, masked_mean
 from pet_lightning.strategies.base import backbone_of, unwrap
 from pet_lightning.tasks import get_task
-from tests.strategies.conftest import tiny_configs
-from tests.tiny_backbone import write_tiny_backbone
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> str:
-    return write_tiny_backbone(tmp_path_factory.mktemp("tiny") / "bert")
+from tests.helpers.backbones import tiny_configs
 
 
 def _padded(batch: int = 3, length: int = 8) -> dict[str, torch.Tensor]:

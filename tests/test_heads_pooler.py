@@ -10,13 +10,7 @@ from pet_lightning.backbones import build_from_config
 from pet_lightning.heads import FirstToken, HeadError, bypass_pooler, install_head
 from pet_lightning.strategies.base import backbone_of, unwrap
 from pet_lightning.tasks import get_task
-from tests.strategies.conftest import tiny_configs
-from tests.tiny_backbone import write_tiny_backbone
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> str:
-    return write_tiny_backbone(tmp_path_factory.mktemp("tiny") / "bert")
+from tests.helpers.backbones import tiny_configs
 
 
 def _inputs(batch: int = 3, length: int = 7) -> dict[str, torch.Tensor]:

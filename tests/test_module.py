@@ -9,14 +9,7 @@ import torch
 from pet_lightning import GlueDataModule, PETModule
 from pet_lightning.backbones import BackboneError, load_backbone, resolve_backbone
 from pet_lightning.tasks import get_task
-from tests.conftest import real_fit_precision
-
-
-def _trainer(tmp_path, **kwargs) -> L.Trainer:
-    defaults = dict(accelerator="cpu", devices=1, precision=real_fit_precision(), logger=False,
-                    enable_checkpointing=False,
-                    enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
-    return L.Trainer(**{**defaults, **kwargs})
+from tests.helpers.trainers import quiet_trainer
 
 
 def test_offline_default_resolves_to_the_packaged_minilm():
@@ -34,7 +27,7 @@ def test_missing_backbone_is_a_one_line_error(tmp_path):
 
 def test_optimizer_gets_only_trainable_parameters_and_no_decay_on_bias_and_layernorm(tmp_path):
     module = PETModule(task="rte", strategy="frozen", learning_rate=1e-3, head_learning_rate=5e-3)
-    module.trainer = _trainer(tmp_path, max_steps=10)
+    module.trainer = quiet_trainer(tmp_path, max_steps=10)
     groups = module.parameter_groups(1e-3, 5e-3)
     params = [p for group in groups for p in group["params"]]
     assert {id(p) for p in params} == {id(p) for p in module.model.classifier.parameters()}
@@ -51,7 +44,7 @@ def test_optimizer_gets_only_trainable_parameters_and_no_decay_on_bias_and_layer
 
 def test_warmup_then_linear_decay(tmp_path):
     module = PETModule(task="rte", strategy="frozen", learning_rate=1e-3, warmup_ratio=0.1)
-    module.trainer = _trainer(tmp_path, max_steps=100)
+    module.trainer = quiet_trainer(tmp_path, max_steps=100)
     module.optimizer_overrides = {"total_steps": 100}
     config = module.configure_optimizers()
     optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
@@ -73,7 +66,7 @@ def test_short_real_finetune_lowers_training_loss_and_logs_val_accuracy(tmp_path
     with torch.no_grad():
         before = float(module.loss(module(batch), batch["label"]))
     module.train()
-    trainer = _trainer(tmp_path, max_epochs=6, limit_val_batches=2, num_sanity_val_steps=0)
+    trainer = quiet_trainer(tmp_path, max_epochs=6, limit_val_batches=2)
     trainer.fit(module, datamodule=dm)
     module.eval()
     with torch.no_grad():
@@ -87,7 +80,7 @@ def test_checkpoint_holds_only_trainable_tensors_and_reproduces_metrics(tmp_path
     L.seed_everything(0)
     dm = GlueDataModule(task="rte", data_dir=data_dir, batch_size=16, max_length=64, train_subset=32)
     module = PETModule(task="rte", strategy="frozen", learning_rate=1e-3)
-    trainer = _trainer(tmp_path, max_epochs=1, limit_val_batches=3, num_sanity_val_steps=0, precision="32-true")
+    trainer = quiet_trainer(tmp_path, max_epochs=1, limit_val_batches=3, precision="32-true")
     trainer.fit(module, datamodule=dm)
     path = tmp_path / "frozen.ckpt"
     trainer.save_checkpoint(path)
@@ -98,6 +91,6 @@ def test_checkpoint_holds_only_trainable_tensors_and_reproduces_metrics(tmp_path
     before = trainer.validate(module, datamodule=dm, verbose=False)[0]
     restored = PETModule.load_from_checkpoint(path)
     assert torch.equal(restored.model.classifier.weight, module.model.classifier.weight)
-    after = _trainer(tmp_path, limit_val_batches=3, precision="32-true").validate(restored, datamodule=dm,
-                                                                                  verbose=False)[0]
+    after = quiet_trainer(tmp_path, limit_val_batches=3, precision="32-true").validate(restored, datamodule=dm,
+                                                                                       verbose=False)[0]
     assert after == before

@@ -8,7 +8,6 @@ import torch
 
 from pet_lightning import PETModule
 from pet_lightning.optim import adamw, fused_supported
-from tests.tiny_backbone import write_tiny_backbone
 
 
 def _params(n: int = 3, dtype: torch.dtype = torch.float32, device: str = "cpu") -> list[torch.nn.Parameter]:
@@ -52,8 +51,7 @@ def test_fused_update_equals_the_default_kernel_to_float_rounding():
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
 
 
-def test_petmodule_builds_the_fused_optimizer_with_its_groups(tmp_path):
-    tiny = write_tiny_backbone(tmp_path / "tiny")
+def test_petmodule_builds_the_fused_optimizer_with_its_groups(tmp_path, tiny):
     module = PETModule(backbone=tiny, task="rte", strategy="bitfit", learning_rate=1e-3)
     module.trainer = L.Trainer(accelerator="cpu", max_steps=4, logger=False, enable_checkpointing=False,
                                enable_progress_bar=False, default_root_dir=tmp_path)
@@ -64,9 +62,8 @@ def test_petmodule_builds_the_fused_optimizer_with_its_groups(tmp_path):
 
 @pytest.mark.parametrize("precision,clip,fused", [("bf16-mixed", 0.1, None), ("bf16-mixed", None, True),
                                                   ("32-true", 0.1, True)])
-def test_clipping_under_mixed_precision_keeps_the_default_kernel_and_fits(tmp_path, precision, clip, fused):
+def test_clipping_under_mixed_precision_keeps_the_default_kernel_and_fits(tmp_path, tiny, precision, clip, fused):
     # Lightning refuses gradient clipping with a fused optimizer under its mixed-precision plugin.
-    tiny = write_tiny_backbone(tmp_path / "tiny")
     module = PETModule(backbone=tiny, task="rte", strategy="bitfit", learning_rate=1e-3)
     trainer = L.Trainer(accelerator="cpu", max_steps=2, precision=precision, gradient_clip_val=clip, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,

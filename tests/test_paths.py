@@ -92,14 +92,14 @@ print("CODES", *codes, inherited, fit.trainer.default_root_dir)
 
 @pytest.mark.slow
 def test_a_fit_and_a_validate_started_with_relative_paths_survive_a_change_of_directory(data_dir, tmp_path):
-    from tests.test_errors_catalogue import _pet_checkpoint
+    from tests.helpers.trainers import unfitted_checkpoint
 
     start, elsewhere = tmp_path / "start", tmp_path / "a" / "elsewhere"  # another depth: see started_in
     (start / "configs").mkdir(parents=True)
     (start / "checkpoints").mkdir()
     elsewhere.mkdir(parents=True)
     shutil.copy(REPO_ROOT / "configs" / "quickstart.yaml", start / "configs")
-    torch.save(_pet_checkpoint("frozen"), start / "checkpoints" / "frozen.ckpt")
+    torch.save(unfitted_checkpoint("frozen"), start / "checkpoints" / "frozen.ckpt")
     relative_data = os.path.relpath(data_dir, start)
     env = {**os.environ, "PET_DATA_DIR": relative_data, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, "-c", FIT_ELSEWHERE, str(elsewhere), relative_data], cwd=start, env=env,
@@ -113,12 +113,12 @@ def test_a_fit_and_a_validate_started_with_relative_paths_survive_a_change_of_di
 
 
 @pytest.mark.slow
-def test_a_ray_trial_gets_the_folders_of_the_start_folder(data_dir, started_in, monkeypatch):
+def test_a_ray_trial_gets_the_folders_of_the_start_folder(data_dir, started_in, tiny, monkeypatch):
     from pet_lightning.sweeps.records import load_results
     from pet_lightning.sweeps.runner import main as sweep_main
-    from tests.tiny_backbone import write_tiny_backbone
+    from tests.helpers.backbones import copy_backbone
 
-    write_tiny_backbone(started_in / "tiny")
+    copy_backbone(tiny, started_in / "tiny")  # named "tiny", relative to the start folder
     relative_data = os.path.relpath(data_dir, started_in)
     base = {"trainer": {"max_epochs": 1, "precision": "32-true", "num_sanity_val_steps": 0},
             "model": {"backbone": "tiny"},

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from pet_lightning import PETModule, precision
-from tests.tiny_backbone import write_tiny_backbone
 
 WARNING = "on a CPU that emulates bf16"
 
@@ -61,8 +60,7 @@ def test_no_measurement_for_other_precisions_or_devices(monkeypatch):
     assert precision.emulated_bf16_message("bf16-mixed", "cuda") is None
 
 
-def _fit(tmp_path, precision_name: str) -> list[str]:
-    tiny = write_tiny_backbone(tmp_path / "tiny")
+def _fit(tmp_path, tiny: str, precision_name: str) -> list[str]:
     module = PETModule(backbone=tiny, task="rte", strategy="bitfit", learning_rate=1e-3)
     trainer = L.Trainer(accelerator="cpu", max_steps=1, precision=precision_name, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
@@ -78,7 +76,8 @@ def _fit(tmp_path, precision_name: str) -> list[str]:
 
 @pytest.mark.parametrize("slowdown,precision_name,warned", [(15.0, "bf16-mixed", True), (0.7, "bf16-mixed", False),
                                                              (15.0, "32-true", False)])
-def test_a_cpu_fit_warns_once_where_bf16_is_emulated(tmp_path, monkeypatch, slowdown, precision_name, warned):
+def test_a_cpu_fit_warns_once_where_bf16_is_emulated(tmp_path, tiny, monkeypatch, slowdown, precision_name,
+                                                      warned):
     monkeypatch.setattr(precision, "cpu_bf16_slowdown", lambda: slowdown)
-    found = _fit(tmp_path, precision_name)
+    found = _fit(tmp_path, tiny, precision_name)
     assert len(found) == (1 if warned else 0), found

@@ -9,17 +9,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from pet_lightning import GlueDataModule, PETModule
 from pet_lightning.strategies.base import unwrap
-from tests.tiny_backbone import write_tiny_backbone
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> str:
-    return write_tiny_backbone(tmp_path_factory.mktemp("tiny") / "bert")
-
-
-def _data(data_dir: str, backbone: str, task: str = "stsb") -> GlueDataModule:
-    return GlueDataModule(task=task, data_dir=data_dir, backbone=backbone, batch_size=8, max_length=32,
-                          train_subset=16, order_seed=0)
+from tests.helpers.data import small_glue
+from tests.helpers.trainers import quiet_trainer
 
 
 def _module(backbone: str, task: str = "stsb", **kwargs) -> PETModule:
@@ -28,11 +19,9 @@ def _module(backbone: str, task: str = "stsb", **kwargs) -> PETModule:
     return PETModule(**{**settings, **kwargs})
 
 
-def _trainer(tmp_path, callbacks=(), **kwargs) -> L.Trainer:
-    settings = dict(accelerator="cpu", devices=1, precision="32-true", logger=False, enable_checkpointing=False,
-                    enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                    num_sanity_val_steps=0, default_root_dir=tmp_path, callbacks=list(callbacks))
-    return L.Trainer(**{**settings, **kwargs})
+def _fit_one_step(root, module: PETModule, data: GlueDataModule, probe: L.Callback) -> None:
+    run = quiet_trainer(root, precision="32-true", limit_val_batches=0, callbacks=[probe], max_steps=1)
+    run.fit(module, datamodule=data)
 
 
 def _output_bias(module: PETModule) -> torch.Tensor:
@@ -61,11 +50,11 @@ def _label_mean(dm: GlueDataModule) -> float:
 
 @pytest.mark.parametrize("head", ["hf", "mlp"])
 def test_label_mean_sets_the_output_bias_at_fit_start(tmp_path, data_dir, tiny, head):
-    dm = _data(data_dir, tiny)
+    dm = small_glue(data_dir, "stsb", backbone=tiny)
     module = _module(tiny, head=head, head_hidden_size=8, regression_bias="label_mean")
     assert torch.count_nonzero(_output_bias(module)) == 0
     probe = BiasAtStart()
-    _trainer(tmp_path, [probe], max_steps=1).fit(module, datamodule=dm)
+    _fit_one_step(tmp_path, module, dm, probe)
     mean = _label_mean(dm)
     assert 0.0 < mean <= 5.0  # STS-B similarity scores lie in [0, 5]
     # The labels the model trains on hold the same mean.
@@ -84,7 +73,7 @@ def test_label_mean_sets_the_output_bias_at_fit_start(tmp_path, data_dir, tiny, 
 def test_zero_leaves_the_bias_at_zero(tmp_path, data_dir, tiny):
     module = _module(tiny, regression_bias="zero")
     probe = BiasAtStart()
-    _trainer(tmp_path, [probe], max_steps=1).fit(module, datamodule=_data(data_dir, tiny))
+    _fit_one_step(tmp_path, module, small_glue(data_dir, "stsb", backbone=tiny), probe)
     assert torch.count_nonzero(probe.output) == 0
     assert module.fill_regression_bias() is None
 
@@ -98,7 +87,7 @@ def test_classification_task_is_untouched(tmp_path, data_dir, tiny):
     before = {n: p.detach().clone() for n, p in unwrap(module.model).classifier.named_parameters()}
     assert module.fill_regression_bias() is None
     probe = BiasAtStart()
-    _trainer(tmp_path, [probe], max_steps=1).fit(module, datamodule=_data(data_dir, tiny, task="rte"))
+    _fit_one_step(tmp_path, module, small_glue(data_dir, backbone=tiny), probe)
     assert torch.equal(probe.all["bias"], before["bias"])
     assert module.fill_regression_bias() is None
 
@@ -107,16 +96,19 @@ def test_resumed_fit_keeps_the_checkpoints_bias(tmp_path, data_dir, tiny):
     first = _module(tiny, regression_bias="label_mean")
     epochs = ModelCheckpoint(dirpath=tmp_path / "ckpt", filename="{epoch}", save_top_k=-1, every_n_epochs=1,
                              save_on_train_epoch_end=True)
-    dm = _data(data_dir, tiny)
-    _trainer(tmp_path / "a", [epochs], max_epochs=1, enable_checkpointing=True).fit(first, datamodule=dm)
+    dm = small_glue(data_dir, "stsb", backbone=tiny)
+    run = quiet_trainer(tmp_path / "a", precision="32-true", limit_val_batches=0, callbacks=[epochs], max_epochs=1,
+                        enable_checkpointing=True)
+    run.fit(first, datamodule=dm)
     mean = _label_mean(dm)
     saved = _output_bias(first).detach().clone()
     assert not torch.allclose(saved, torch.full_like(saved, mean)), "training must move the bias for this to test"
 
     resumed = _module(tiny, regression_bias="label_mean")
     probe = BiasAtStart()
-    _trainer(tmp_path / "b", [probe], max_epochs=2).fit(resumed, datamodule=_data(data_dir, tiny),
-                                                        ckpt_path=tmp_path / "ckpt" / "epoch=0.ckpt")
+    run = quiet_trainer(tmp_path / "b", precision="32-true", limit_val_batches=0, callbacks=[probe], max_epochs=2)
+    run.fit(resumed, datamodule=small_glue(data_dir, "stsb", backbone=tiny),
+            ckpt_path=tmp_path / "ckpt" / "epoch=0.ckpt")
     assert torch.equal(probe.output, saved)
 
 

@@ -77,7 +77,7 @@ def test_the_switch_changes_the_head_only_as_keep_head_bias_says(tiny_roberta, k
     trained_head = {n: p.detach().clone() for n, p in head_parameters(hf).items()}
     torch.manual_seed(1234)  # the global stream has moved on since the build
     callback = TwoStageTraining(keep_head_bias=keep_head_bias)
-    plain = module.strategy.remove(module.model)
+    plain = module.report.remove()
     callback.restore_pretrained(module, plain)
     after_backbone = dict(backbone_of(plain).named_parameters())
     for name, value in built.items():  # the pooler stage 1 read, as built (BitFit's change to its bias undone)

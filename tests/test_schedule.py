@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import lightning as L
 import pytest
 import torch
 
-from pet_lightning import GlueDataModule, PETModule
+from pet_lightning import PETModule
 from pet_lightning.callbacks import LearningRateSchedule, TwoStageTraining
 from pet_lightning.optim import build_scheduler, sat_annealing_factor
-from tests.tiny_backbone import write_tiny_backbone
+from tests.helpers.data import small_glue
+from tests.helpers.probes import LearningRates
+from tests.helpers.trainers import quiet_trainer
 
 
 def test_sat_annealing_holds_5_percent_then_warms_up_then_decays_to_the_warmup_share():
@@ -41,26 +42,14 @@ def test_build_scheduler_keeps_huggingfaces_linear_schedule_by_default():
         LearningRateSchedule("cosine")
 
 
-class Rates(L.Callback):
-    def __init__(self):
-        self.rates: list[float] = []
-
-    def on_train_batch_start(self, trainer, pl_module, *args) -> None:
-        self.rates.append(trainer.optimizers[0].param_groups[0]["lr"])
-
-
-def test_two_stage_restarts_their_schedule_at_the_switch(tmp_path, data_dir):
-    tiny = write_tiny_backbone(tmp_path / "bert")
-    dm = GlueDataModule(task="rte", data_dir=data_dir, backbone=tiny, batch_size=4, max_length=32, train_subset=16,
-                        order_seed=0)
+def test_two_stage_restarts_their_schedule_at_the_switch(tmp_path, data_dir, tiny):
+    dm = small_glue(data_dir, backbone=tiny, batch_size=4)
     module = PETModule(backbone=tiny, task="rte", strategy="bitfit", learning_rate=1e-2, warmup_ratio=0.25,
                        init_seed=0)
-    rates = Rates()
+    rates = LearningRates()
     callbacks = [LearningRateSchedule("sat_annealing", constant_steps=1, constant_rate=0.05),
                  TwoStageTraining(stage1_epochs=1, learning_rate=1e-3, warmup_ratio=0.25), rates]
-    trainer = L.Trainer(accelerator="cpu", devices=1, precision="32-true", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                        num_sanity_val_steps=0, default_root_dir=tmp_path, max_epochs=2, callbacks=callbacks)
+    trainer = quiet_trainer(tmp_path, precision="32-true", limit_val_batches=0, max_epochs=2, callbacks=callbacks)
     trainer.fit(module, datamodule=dm)
     steps = len(rates.rates) // 2
     assert steps == 4

@@ -95,19 +95,16 @@ def test_resolve_seeds_modes():
         resolve_seeds(1, "x")  # type: ignore[arg-type]
 
 
-def test_init_seed_leaves_every_dropout_and_data_order_stream_alone(tmp_path, monkeypatch):
+def test_init_seed_leaves_every_dropout_and_data_order_stream_alone(tiny, monkeypatch):
     """The model is built on the CPU under a forked CPU generator; seeding the CUDA generators too (what
     torch.manual_seed does) would make GPU dropout follow init_seed whenever no order seed re-seeds it."""
-    from tests.tiny_backbone import write_tiny_backbone
-
     seeded: list[int] = []
     monkeypatch.setattr(torch.cuda, "manual_seed_all", seeded.append)
     monkeypatch.setattr(torch.cuda, "manual_seed", seeded.append)
-    backbone = write_tiny_backbone(tmp_path / "tiny")
     torch.manual_seed(123)
     seeded.clear()
     before = torch.get_rng_state()
-    first = PETModule(task="rte", strategy="lora", backbone=backbone, init_seed=5)
+    first = PETModule(task="rte", strategy="lora", backbone=tiny, init_seed=5)
     assert seeded == [] and torch.equal(torch.get_rng_state(), before)
-    again = PETModule(task="rte", strategy="lora", backbone=backbone, init_seed=5)
+    again = PETModule(task="rte", strategy="lora", backbone=tiny, init_seed=5)
     assert all(torch.equal(a, b) for a, b in zip(first.model.parameters(), again.model.parameters()))

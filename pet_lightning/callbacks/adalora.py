@@ -28,17 +28,11 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch import nn
 
-SCHEDULE_MARK = "_pet_lightning_budget_schedule"
+from pet_lightning.strategies import StrategyError
+from pet_lightning.strategies.peft_methods import SCHEDULE_MARK, adalora_model
+
 _SCORES = ("ipt", "exp_avg_ipt", "exp_avg_unc")
-
-
-def adalora_model(model: nn.Module) -> Any:
-    """The peft ``AdaLoraModel`` inside ``model`` (a ``PeftModel``), or None."""
-    from peft.tuners.adalora import AdaLoraModel
-
-    return next((m for m in model.modules() if isinstance(m, AdaLoraModel)), None)
 
 
 def unscale_for_reading(trainer: L.Trainer, optimizer: Any) -> bool:
@@ -91,8 +85,6 @@ class AdaLoraSchedule(L.Callback):
         overrides = getattr(pl_module, "optimizer_overrides", {}) or {}
         total = int(overrides.get("total_steps") or trainer.estimated_stepping_batches)
         if not config.tinit < total - config.tfinal:
-            from pet_lightning.strategies import StrategyError
-
             raise StrategyError(
                 f"adalora tinit={config.tinit} and tfinal={config.tfinal} leave no pruning phase in {total} optimizer "
                 "steps: lower them or train longer"

@@ -22,6 +22,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
+from pet_lightning.data.contract import task_data
 from pet_lightning.tasks import TaskSpec
 
 GLUE_FILE_NAMES = {"mnli": "MNLI-m"}
@@ -60,15 +61,15 @@ class SubmissionWriter(BasePredictionWriter):
         rows = self._gather(self._rows)
         if trainer.global_rank != 0:
             return
-        datamodule = trainer.datamodule
-        plan = getattr(datamodule, "plan", None)
+        data = task_data(trainer)
+        plan = data.plan if data else None
         if plan is None:
             raise ValueError("SubmissionWriter needs a pet_lightning TaskDataModule: pass datamodule= to predict()")
         rows = sorted({row[0]: row for row in rows}.values())  # unique, in file order
         default = Path(trainer.log_dir or trainer.default_root_dir) / "predictions"
         folder = Path(self.output_dir) if self.output_dir else default
         folder.mkdir(parents=True, exist_ok=True)
-        self.written = write_submission(datamodule.spec, plan.predict, rows, folder)
+        self.written = write_submission(data.spec, plan.predict, rows, folder)
 
     @staticmethod
     def _gather(rows: list) -> list:

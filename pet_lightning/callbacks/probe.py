@@ -31,6 +31,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 
+from pet_lightning.data.contract import task_data
 from pet_lightning.feature_cache import backbone_trains
 from pet_lightning.probes import (
     DEFAULT_STRENGTHS,
@@ -127,11 +128,11 @@ class ExactLinearProbe(Callback):
     def _loaders(trainer: L.Trainer) -> tuple[DataLoader, DataLoader]:
         """In-order loaders over the whole training and selection splits (every process sees all examples, so
         all find the same solution; the fit's shuffled loader and its random state are left alone)."""
-        datamodule = getattr(trainer, "datamodule", None)
+        data = task_data(trainer)
         try:
             # Item access, not `in` / get(): the datamodule encodes a split the first time it is read.
-            train, selections = datamodule.datasets["train"], datamodule.datasets["val"]
-        except (AttributeError, KeyError, TypeError):
+            train, selections = (data.datasets["train"], data.datasets["val"]) if data else (None, None)
+        except (AttributeError, KeyError, TypeError):  # not set up
             train, selections = None, None
         if train is None or not selections:
             raise ProbeError(
@@ -140,8 +141,8 @@ class ExactLinearProbe(Callback):
             )
 
         def loader(dataset) -> DataLoader:
-            return DataLoader(dataset, batch_size=datamodule.eval_batch_size, shuffle=False,
-                              collate_fn=datamodule.collator, generator=torch.Generator().manual_seed(0))
+            return DataLoader(dataset, batch_size=data.eval_batch_size, shuffle=False,
+                              collate_fn=data.collate, generator=torch.Generator().manual_seed(0))
 
         return loader(train), loader(next(iter(selections.values())))
 

@@ -29,6 +29,8 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from pet_lightning.data.contract import task_data
+
 PREDICTIONS_FILE = "predictions.csv"
 BASE_COLUMNS = ("subset", "idx", "label", "prediction")
 GROUP_COLUMNS = ("group",)
@@ -81,10 +83,8 @@ class ReportPredictions(Callback):
 
 
 def _suffixes(trainer: L.Trainer) -> list[str]:
-    datamodule = getattr(trainer, "datamodule", None)
-    if datamodule is not None and hasattr(datamodule, "eval_suffixes"):
-        return list(datamodule.eval_suffixes("test"))
-    return [""]
+    data = task_data(trainer)
+    return list(data.eval_suffixes("test")) if data else [""]
 
 
 def _gather(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -12,19 +12,21 @@
   finishes removes the record, so running a finished command again starts over. (Lightning asks
   ``OnExceptionCheckpoint`` callbacks for a checkpoint when ``fit`` gets none: this is one.)
 
-Test-only fault injection (``PET_LIGHTNING_FAULT``): ``kill_at_step=N`` SIGKILLs the process in the middle of
-global step N (after its backward pass, before its optimizer step); ``sigterm_at_step=N`` / ``sigusr1_at_step=N``
-send the process that signal at the end of step N. See :mod:`pet_lightning.checkpoints` for the write faults.
+Lightning warns about that request and about mid-epoch resumes in words that are wrong for these runs;
+:func:`lightning_resume_warnings_ignored` silences exactly those lines around a fit the CLI or a sweep runs.
+What a checkpoint must hold for a resumed run to equal an uninterrupted one is listed in ``docs/resume.md``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import signal
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,23 +37,39 @@ from lightning.pytorch.callbacks.checkpoint import Checkpoint
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from pet_lightning.checkpoints import (
+from pet_lightning.checkpoint_io import (
     AtomicCheckpointIO,
     atomic_write_bytes,
-    fault_setting,
     install_atomic_checkpoint_io,
     is_resumable,
-    run_fingerprint,
 )
+from pet_lightning.data.sampling import MID_EPOCH_WARNING
 
 POINTER_FILE = "latest.json"
 PREEMPTED_FILE = "preempted.ckpt"
-# Lightning's wording when it asks an OnExceptionCheckpoint for the checkpoint to resume from: both lines are about
-# its own crash checkpoint, and wrong here (no model is missing, and "no last checkpoint" just means a fresh run).
-_LIGHTNING_RESUME_WARNINGS = (
+# Lightning's wording when it asks an OnExceptionCheckpoint for the checkpoint to resume from (both lines are about
+# its own crash checkpoint, and wrong here: no model is missing, and "no last checkpoint" just means a fresh run),
+# and its warning that a mid-epoch resume restarts the epoch's data (the resumable samplers continue it).
+LIGHTNING_RESUME_WARNINGS = (
     r"`\.fit\(ckpt_path=None\)` was called without a model",
     r"\.fit\(ckpt_path=\"last\"\) is set, but there is no last checkpoint",
+    MID_EPOCH_WARNING,
 )
+
+
+@contextlib.contextmanager
+def lightning_resume_warnings_ignored() -> Iterator[None]:
+    """Silence :data:`LIGHTNING_RESUME_WARNINGS` inside the block (a ``fit``), leaving every other filter as it was."""
+    with warnings.catch_warnings():
+        for message in LIGHTNING_RESUME_WARNINGS:
+            warnings.filterwarnings("ignore", message=message)
+        yield
+
+
+def run_fingerprint(parts: dict[str, Any]) -> str:
+    """A short, stable name for a configuration (JSON of ``parts``, unknown types by ``repr``)."""
+    text = json.dumps(parts, sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _simple_settings(callback: Any) -> dict[str, Any]:
@@ -112,11 +130,8 @@ class ResumeCheckpoints(OnExceptionCheckpoint):
         self._fingerprint: str | None = None
         self._auto_path: str | None = None
         self._previous_sigusr1: Any = None
-        self._sent: set[str] = set()
         # Lightning's ckpt_path="best" reads the first checkpoint callback's best path: this one keeps none.
         self.best_model_path = ""
-        for message in _LIGHTNING_RESUME_WARNINGS:
-            warnings.filterwarnings("ignore", message=message)
 
     # ------------------------------------------------------------------------------------------ where
     def bind(self, trainer: L.Trainer) -> ResumeCheckpoints:
@@ -188,20 +203,6 @@ class ResumeCheckpoints(OnExceptionCheckpoint):
         # One path for both signals: Lightning's SIGTERM handler stops every process at the same batch.
         os.kill(os.getpid(), signal.SIGTERM)
 
-    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
-        # Mid-step: gradients computed, weights not yet updated, step N's checkpoint not written.
-        if fault_setting("kill_at_step") == trainer.global_step + 1:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
-        step = trainer.global_step
-        for name, signum in (("sigterm_at_step", signal.SIGTERM), ("sigusr1_at_step", signal.SIGUSR1)):
-            if fault_setting(name) == step and name not in self._sent:
-                self._sent.add(name)
-                print(f"[pet_lightning] fault injection: {signal.Signals(signum).name} at step {step} "
-                      f"time={time.time():.3f}", flush=True)
-                os.kill(os.getpid(), signum)
-
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self._restore_sigusr1()  # Lightning calls no teardown hook after an exception
         if not isinstance(exception, SIGTERMException) or trainer.state.fn != "fit":
@@ -266,4 +267,13 @@ def bind_resume(trainer: L.Trainer) -> None:
             callback.bind(trainer)
 
 
-__all__ = ["POINTER_FILE", "PREEMPTED_FILE", "ResumeCheckpoints", "bind_resume", "run_settings"]
+__all__ = [
+    "LIGHTNING_RESUME_WARNINGS",
+    "POINTER_FILE",
+    "PREEMPTED_FILE",
+    "ResumeCheckpoints",
+    "bind_resume",
+    "lightning_resume_warnings_ignored",
+    "run_fingerprint",
+    "run_settings",
+]

@@ -3,8 +3,9 @@
 EH-FT and LP-FT report the fine-tuned model; stage 1 only initialises the head. A plain ``ModelCheckpoint`` would
 happily keep a stage-1 epoch (a model the study never reports), and a plain ``EarlyStopping`` would count stage-1
 epochs against its patience and could stop before stage 2 begins. These two callbacks skip the epochs that may
-not select: the stage-1 epochs of a :class:`~pet_lightning.callbacks.TwoStageTraining` run, unless its
-``select_stage1`` is set. Without two-stage training they are the plain Lightning callbacks.
+not select, as told by every callback implementing :class:`SelectionGate` (the stage-1 epochs of a
+:class:`~pet_lightning.callbacks.TwoStageTraining` run, unless its ``select_stage1`` is set). Without such a callback
+they are the plain Lightning callbacks.
 
 :class:`~pet_lightning.callbacks.TwoStageTraining` refuses to run beside a plain monitored ``ModelCheckpoint`` or
 ``EarlyStopping``, so a config cannot fall back to the stage-blind ones silently.
@@ -12,18 +13,24 @@ not select: the stage-1 epochs of a :class:`~pet_lightning.callbacks.TwoStageTra
 
 from __future__ import annotations
 
+from typing import Protocol, runtime_checkable
+
 import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 
-def may_select(trainer: L.Trainer) -> bool:
-    """Whether the current validation may select a checkpoint (and count towards early stopping)."""
-    from pet_lightning.callbacks.two_stage import TwoStageTraining
+@runtime_checkable
+class SelectionGate(Protocol):
+    """A callback that may veto selection on some epochs (two-stage training's stage 1)."""
 
-    for callback in trainer.callbacks:
-        if isinstance(callback, TwoStageTraining):
-            return callback.stage == 2 or callback.select_stage1
-    return True
+    def may_select_now(self) -> bool:
+        """Whether the current validation may select a checkpoint (and count towards early stopping)."""
+        ...
+
+
+def may_select(trainer: L.Trainer) -> bool:
+    """Whether the current validation may select a checkpoint: every :class:`SelectionGate` callback agrees."""
+    return all(callback.may_select_now() for callback in trainer.callbacks if isinstance(callback, SelectionGate))
 
 
 class SelectionCheckpoint(ModelCheckpoint):
@@ -55,4 +62,4 @@ def stage_blind_selectors(trainer: L.Trainer) -> list[str]:
     return blind
 
 
-__all__ = ["SelectionCheckpoint", "SelectionEarlyStopping", "may_select", "stage_blind_selectors"]
+__all__ = ["SelectionCheckpoint", "SelectionEarlyStopping", "SelectionGate", "may_select", "stage_blind_selectors"]

@@ -9,6 +9,8 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_only
 
+from pet_lightning.data.contract import task_data
+
 
 class RunSummary(Callback):
     """Tracks the headline validation metric, training throughput and wall time, and prints::
@@ -125,11 +127,11 @@ class RunSummary(Callback):
         distance = measured_distance(trainer)  # with a PretrainedDistance callback in the trainer
         if distance is not None:
             self.values["distance_l2"] = f"{distance:.6g}"
-        plan = getattr(getattr(trainer, "datamodule", None), "plan", None)
-        if plan is not None:
+        data = task_data(trainer)
+        if data is not None and data.plan is not None:
             # Selection and reporting on the same examples inflates results: say so on every summary.
-            self.values["protocol"] = trainer.datamodule.protocol
-            self.values["leaky"] = str(plan.leaky).lower()
+            self.values["protocol"] = data.protocol
+            self.values["leaky"] = str(data.plan.leaky).lower()
         self.emit()
 
     @rank_zero_only

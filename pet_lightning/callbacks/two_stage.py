@@ -4,7 +4,7 @@ Stage 1 trains the task head together with whatever the module's strategy trains
 ``bitfit``... or ``frozen`` for LP-FT), with the module's learning rate and warmup over stage 1 only. At the
 boundary the callback
 
-1. removes the stage-1 method (``strategy.remove``), keeping the trained head,
+1. removes the stage-1 method (``module.report.remove()``), keeping the trained head,
 2. puts every backbone tensor back to its pretrained value, bit for bit, from the backbone's source (a BitFit
    stage 1 changed biases: they go back),
 3. optionally resets the head's biases to a fresh head's (``keep_head_bias=False``: the study's BitFit row copied
@@ -23,7 +23,6 @@ on in the stage it was in, with that stage's optimizer state. ``train/stage`` is
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Any
 
@@ -35,7 +34,7 @@ from torch.optim import Optimizer
 
 from pet_lightning.callbacks.freezing import StrategyFreezing
 from pet_lightning.callbacks.selection import stage_blind_selectors
-from pet_lightning.strategies import FullFineTuning, Strategy, build_strategy
+from pet_lightning.strategies import Strategy, build_strategy
 from pet_lightning.strategies.base import backbone_of, head_parameters
 
 
@@ -166,6 +165,11 @@ class TwoStageTraining(StrategyFreezing):
         # device each time (a host-device sync).
         self._stage_tensor = torch.tensor(float(self.stage), device=pl_module.device)
 
+    def may_select_now(self) -> bool:
+        """Selection gate (:class:`~pet_lightning.callbacks.selection.SelectionGate`): stage 2, or stage 1 with
+        ``select_stage1``."""
+        return self.stage == 2 or self.select_stage1
+
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         if self.log_stage:
             pl_module.log("train/stage", self._stage_tensor, on_step=True, on_epoch=False, batch_size=1)
@@ -173,12 +177,10 @@ class TwoStageTraining(StrategyFreezing):
     # ------------------------------------------------------------------------------------------ the switch
     def switch(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Stage 1 -> stage 2: fresh backbone, stage-1 head, stage-2 strategy, optimizer and schedule."""
-        plain = pl_module.strategy.remove(pl_module.model)
+        plain = pl_module.report.remove()  # apply_strategy's own remove() then returns this same model
         self.restore_pretrained(pl_module, plain)
         pl_module.model = plain
-        # The stage-1 method is gone: apply_strategy must not remove it a second time.
-        pl_module.strategy = FullFineTuning()
-        report = pl_module.apply_strategy(copy.deepcopy(self.stage2_strategy))
+        report = pl_module.apply_strategy(self.stage2_strategy)
         pl_module.optimizer_overrides = {**pl_module.optimizer_overrides, **self.stage2_overrides(trainer)}
         if isinstance(trainer.strategy, DDPStrategy):
             # DDP syncs only what required grad when it wrapped the model.
@@ -216,7 +218,7 @@ class TwoStageTraining(StrategyFreezing):
             odd = sorted(set(target) ^ set(source))[:3]
             raise RuntimeError(
                 f"the backbone left by strategy {pl_module.strategy.name!r} does not match the pretrained one "
-                f"(e.g. {odd}): its remove() must return the plain Hugging Face model"
+                f"(e.g. {odd}): its undo() must return the plain Hugging Face model"
             )
         fresh_head = dict(head_parameters(fresh))
         with torch.no_grad():

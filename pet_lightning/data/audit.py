@@ -14,11 +14,13 @@ import argparse
 import sys
 from dataclasses import dataclass
 
-from pet_lightning.data.base import SplitPlan
+from pet_lightning.data.base import TaskDataModule
 from pet_lightning.data.formulations import Example
 from pet_lightning.data.grouping import shared_count
-from pet_lightning.data.readers import DataError, default_data_dir
+from pet_lightning.data.protocol import PROTOCOLS, STUDY_SPLITS, SplitPlan
+from pet_lightning.data.readers import DataError, default_data_dir, task_file
 from pet_lightning.data.task_files import is_task_file, load_task_file
+from pet_lightning.tasks import TASKS
 
 
 @dataclass(frozen=True)
@@ -83,17 +85,12 @@ def audit_plan(plan: SplitPlan, task: str, protocol: str, headline: str) -> list
 
 def audit_task(task: str, protocol: str, data_dir: str | None = None, **data_args) -> list[Boundary]:
     """Build the task's split plan exactly as a run would, then audit it."""
-    from pet_lightning.data import TaskDataModule
-
     dm = TaskDataModule(task=task, data_dir=data_dir, protocol=protocol, **data_args)
     return audit_plan(dm.plan_splits(), dm.task, protocol, dm.spec.validation_split)
 
 
 def local_tasks(data_dir: str) -> list[str]:
     """Tasks whose labelled files are in the data root (diagnostics, which have nothing to split, left out)."""
-    from pet_lightning.data.readers import task_file
-    from pet_lightning.tasks import TASKS
-
     found = []
     for spec in {id(s): s for s in TASKS.values()}.values():
         if "train" not in spec.files and spec.validation_split not in spec.files:
@@ -121,8 +118,6 @@ def markdown(boundaries: list[Boundary]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pet_lightning.data.protocol import PROTOCOLS
-
     parser = argparse.ArgumentParser(
         prog="cli.py audit", description="Shared text across every boundary of a task's split plan."
     )
@@ -139,8 +134,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    from pet_lightning.data.protocol import PROTOCOLS, STUDY_SPLITS
-
     args = build_parser().parse_args(argv)
     data_dir = args.data_dir or default_data_dir()
     try:

@@ -1,10 +1,11 @@
 """The DataModule shared by GLUE and SuperGLUE: load, split, process.
 
-* **load**: rows come from a local data root in the official layout (``<root>/glue/RTE/train.tsv``,
-  ``<root>/superglue/CB/train.jsonl``) or, when no root is given, from the Hugging Face hub; the task's
-  formulation turns rows into examples.
+* **load**: the task's source (:mod:`pet_lightning.data.source`) reads rows from a local data root in the
+  official layout (``<root>/glue/RTE/train.tsv``, ``<root>/superglue/CB/train.jsonl``), from the Hugging Face hub
+  when no root is given, or from a task file's own files; the task's formulation turns rows into examples.
 * **split**: the evaluation protocol decides which examples train, which select models (``val``) and which are
-  reported (``test``); see :mod:`pet_lightning.data.protocol`.
+  reported (``test``): :func:`~pet_lightning.data.protocol.make_plan`, a pure function of the examples and the
+  :class:`~pet_lightning.data.protocol.SplitSettings`.
 * **process**: examples are tokenized once (no padding); batches are padded to their longest member.
 
 The data-order seed alone decides the shuffling of training batches; the evaluation order is fixed, and under
@@ -13,8 +14,6 @@ DDP evaluation shards are not padded with repeated samples (padding biases MCC a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -30,35 +29,23 @@ from pet_lightning.data.encoding import (
     loader_options,
     private_generator,
 )
-from pet_lightning.data.formulations import Example, formulate
-from pet_lightning.data.readers import DataError, default_data_dir, read_hub, read_jsonl, read_tsv, task_file
-from pet_lightning.data.task_files import FileTaskSpec, check_protocol
+from pet_lightning.data.formulations import Example
+from pet_lightning.data.protocol import SplitPlan, SplitSettings, make_plan
+from pet_lightning.data.readers import DataError, default_data_dir
+from pet_lightning.data.sampling import (
+    LengthGroupedSampler,
+    LengthSortedSampler,
+    ResumableDistributedSampler,
+    resume_sampler,
+    train_position,
+)
+from pet_lightning.data.source import ExampleSource, task_source
+from pet_lightning.data.task_files import check_protocol
 from pet_lightning.paths import from_start
 from pet_lightning.tasks import TaskSpec, get_task
 
 MIN_MAX_LENGTH = 8
 _BENCHMARK_NAMES = {"glue": "GLUE", "superglue": "SuperGLUE"}
-
-
-@dataclass
-class SplitPlan:
-    """Which examples train, which select models and which are reported.
-
-    ``selection`` feeds the validation loop (early stopping, the kept checkpoint); ``report`` feeds the test
-    loop (the figure a paper would print). ``leaky`` marks plans where both are the same examples.
-    ``origins`` names the official file each part was drawn from (``train``, ``selection``, ``report`` ->
-    ``train`` / ``validation``...): two parts from one file were split by us, two from different files by the
-    benchmark. ``unused_train`` holds what ``train_subset`` left out (for the leak audit).
-    """
-
-    train: list[Example]
-    selection: dict[str, list[Example]]
-    report: dict[str, list[Example]]
-    predict: list[Example] = field(default_factory=list)
-    leaky: bool = False
-    description: str = ""
-    origins: dict[str, str] = field(default_factory=dict)
-    unused_train: list[Example] = field(default_factory=list)
 
 
 class TaskDataModule(L.LightningDataModule):
@@ -127,10 +114,7 @@ class TaskDataModule(L.LightningDataModule):
             raise ValueError(f"max_length={max_length} is too short: use at least {MIN_MAX_LENGTH} tokens")
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size}: use a positive batch size")
-        from pet_lightning.data.protocol import PROTOCOLS
-
-        if protocol not in PROTOCOLS:
-            raise ValueError(f"unknown protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
+        SplitSettings(protocol, swap, split_seed, train_subset, subset_seed)  # refuses an unknown protocol here
         check_protocol(self.spec, protocol)
         self.task = self.spec.name  # canonical (RTE -> rte), as the model's linked task; hparams: a task file's path
         task = self.spec.reference
@@ -156,6 +140,8 @@ class TaskDataModule(L.LightningDataModule):
         self.plan: SplitPlan | None = None
         self.datasets: dict[str, EncodedDataset | dict[str, EncodedDataset]] = {}
         self._tokenizer = None
+        self._train_sampler: DistributedSampler | None = None  # the fit's sampler, whose position checkpoints save
+        self._resume_position: dict[str, int] | None = None  # restored from a mid-epoch checkpoint
 
     # ----------------------------------------------------------------------------------------------- load
     @property
@@ -164,54 +150,33 @@ class TaskDataModule(L.LightningDataModule):
             self._tokenizer = load_tokenizer(self.backbone)
         return self._tokenizer
 
+    @property
+    def source(self) -> ExampleSource:
+        """Where the task's examples are read from (:func:`~pet_lightning.data.source.task_source`)."""
+        return task_source(self.spec, self.data_dir)
+
     def available_splits(self) -> list[str]:
         """Splits of the task that exist in the chosen source (a task file reads its own files)."""
-        if isinstance(self.spec, FileTaskSpec) or self.data_dir is None:
-            return self.spec.available_splits() if isinstance(self.spec, FileTaskSpec) else list(self.spec.files)
-        folder = Path(self.data_dir) / self.spec.benchmark / self.spec.folder
-        return [split for split, name in self.spec.files.items() if (folder / name).is_file()]
+        return self.source.available_splits()
 
     def load_examples(self, split: str) -> list[Example]:
         """Read one official split and formulate its rows as examples."""
-        if isinstance(self.spec, FileTaskSpec):
-            return self.spec.load_examples(split)
-        if self.data_dir is None:
-            rows = read_hub(self.spec, split)
-            if self.spec.hub_columns:
-                rows = [{ours: row.get(theirs) for ours, theirs in self.spec.hub_columns.items()} for row in rows]
-            source = f"{self.spec.hub_path}/{self.spec.hub_config}:{split}"
-        else:
-            path = task_file(self.data_dir, self.spec, split)
-            if path.suffix == ".jsonl":
-                rows = read_jsonl(path)
-            else:
-                headerless = self.spec.headerless if not split.startswith("test") else None
-                rows = read_tsv(path, self.spec.columns, headerless)
-            source = str(path)
-        if not rows:
-            raise DataError(f"{source} has no rows: replace it with the official file")
-        return formulate(self.spec, rows, source)
+        return self.source.load_examples(split)
 
     # ---------------------------------------------------------------------------------------------- split
+    @property
+    def split_settings(self) -> SplitSettings:
+        """The protocol and its seeds, as this module's arguments of the same names set them."""
+        return SplitSettings(protocol=self.protocol, swap=self.swap, split_seed=self.split_seed,
+                             train_subset=self.train_subset, subset_seed=self.subset_seed)
+
     @property
     def evaluation_only(self) -> bool:
         """A task without a training split in the task table (the AX-b / AX-g diagnostics)."""
         return "train" not in self.spec.files
 
     def plan_splits(self) -> SplitPlan:
-        from pet_lightning.data.protocol import make_plan
-
-        if not self.evaluation_only:
-            return make_plan(self)
-        examples = self.load_examples("test")
-        return SplitPlan(
-            train=[],
-            selection={"test": examples},
-            report={"test": examples},
-            predict=examples,
-            leaky=True,
-            description=f"{self.task}: evaluation-only diagnostic; its labelled test file is evaluated",
-        )
+        return make_plan(self.source, self.split_settings)
 
     # -------------------------------------------------------------------------------------------- process
     def encode(self, examples: list[Example]) -> EncodedDataset:
@@ -254,6 +219,10 @@ class TaskDataModule(L.LightningDataModule):
     def collator(self) -> PaddingCollator:
         return PaddingCollator(self.tokenizer.pad_token_id or 0, self.hparams.get("pad_to_multiple_of"))
 
+    def collate(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        """One batch of encoded examples, padded as every loader of this module pads them."""
+        return self.collator(features)
+
     def _world(self) -> tuple[int, int]:
         trainer = self.trainer
         if trainer is None:
@@ -287,8 +256,6 @@ class TaskDataModule(L.LightningDataModule):
     def train_sampler(self, dataset: EncodedDataset, world_size: int, rank: int) -> DistributedSampler:
         # A DistributedSampler (even with one replica) carries the data-order seed and its epoch, and Lightning
         # leaves samplers of this type in place instead of replacing them with its own.
-        from pet_lightning.data.sampling import LengthGroupedSampler, ResumableDistributedSampler
-
         if self.group_by_length:
             sampler = LengthGroupedSampler(
                 dataset.lengths(), self.batch_size, num_replicas=world_size, rank=rank, seed=self.resolved_order_seed()
@@ -308,21 +275,15 @@ class TaskDataModule(L.LightningDataModule):
 
     def state_dict(self) -> dict[str, Any]:
         """The training order's position (saved in every checkpoint Lightning writes during a fit)."""
-        from pet_lightning.data.sampling import train_position
-
-        sampler = getattr(self, "_train_sampler", None)
+        sampler = self._train_sampler
         if sampler is None or self.trainer is None or self.trainer.state.fn != "fit":
             return {}
         settings = self._position_settings(len(self.datasets["train"]), self._world()[0])
         return {"train_position": train_position(self.trainer, sampler, settings)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        from pet_lightning.data.sampling import expect_mid_epoch_resume
-
         self._resume_position = state_dict.get("train_position")
-        if self._resume_position is not None:
-            expect_mid_epoch_resume()
-        sampler = getattr(self, "_train_sampler", None)
+        sampler = self._train_sampler
         if sampler is not None and self.trainer is not None and self.trainer.state.fn == "fit":
             # The loader was built before the checkpoint was restored (estimated_stepping_batches, two-stage setup).
             self.train_sampler_resume(sampler)
@@ -330,16 +291,12 @@ class TaskDataModule(L.LightningDataModule):
     def train_sampler_resume(self, sampler) -> None:
         """Apply the restored mid-epoch position to ``sampler`` when the fit resumes from a checkpoint (the sampler
         skips only in the position's epoch, so a loader rebuilt for a later epoch is unaffected)."""
-        from pet_lightning.data.sampling import resume_sampler
-
-        pending = getattr(self, "_resume_position", None)
+        pending = self._resume_position
         if pending is not None and self.trainer is not None and self.trainer.ckpt_path is not None:
             settings = self._position_settings(len(self.datasets["train"]), self._world()[0])
             resume_sampler(sampler, pending, settings, self.trainer.ckpt_path)
 
     def _eval_loaders(self, datasets: dict[str, EncodedDataset], sort: bool = False) -> list[DataLoader]:
-        from pet_lightning.data.sampling import LengthSortedSampler
-
         world_size, rank = self._world()
         loaders = []
         for dataset in datasets.values():

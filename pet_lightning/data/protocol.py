@@ -17,7 +17,8 @@ selection and reporting examples apart:
 drawn here moves whole connected groups (examples sharing a normalised passage or sentence, or the task's own
 key: :mod:`pet_lightning.data.grouping`), label-stratified as far as whole groups allow, so no text is seen on
 both sides; ``python cli.py audit`` prints what is shared across each boundary. Every split is a pure function of
-the data and its seed, so all runs and all machines see the same examples.
+the data and its seed, so all runs and all machines see the same examples: :func:`make_plan` takes the examples'
+source (:mod:`pet_lightning.data.source`) and the :class:`SplitSettings`, and returns the :class:`SplitPlan`.
 """
 
 from __future__ import annotations
@@ -25,16 +26,53 @@ from __future__ import annotations
 import random
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
 from pet_lightning.data.formulations import Example
 from pet_lightning.data.grouping import connected_groups
 from pet_lightning.data.readers import DataError
-
-if TYPE_CHECKING:
-    from pet_lightning.data.base import SplitPlan, TaskDataModule
+from pet_lightning.data.source import ExampleSource
 
 HOLDOUT_FRACTION = 0.1
+
+
+@dataclass
+class SplitPlan:
+    """Which examples train, which select models and which are reported.
+
+    ``selection`` feeds the validation loop (early stopping, the kept checkpoint); ``report`` feeds the test
+    loop (the figure a paper would print). ``leaky`` marks plans where both are the same examples.
+    ``origins`` names the official file each part was drawn from (``train``, ``selection``, ``report`` ->
+    ``train`` / ``validation``...): two parts from one file were split by us, two from different files by the
+    benchmark. ``unused_train`` holds what ``train_subset`` left out (for the leak audit).
+    """
+
+    train: list[Example]
+    selection: dict[str, list[Example]]
+    report: dict[str, list[Example]]
+    predict: list[Example] = field(default_factory=list)
+    leaky: bool = False
+    description: str = ""
+    origins: dict[str, str] = field(default_factory=dict)
+    unused_train: list[Example] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SplitSettings:
+    """How a task's examples are split: the protocol and its seeds (the data module's arguments of the same names)."""
+
+    protocol: str = field(default="standard", metadata={"help": "standard (select and report on dev: leaky), "
+                                                                "dev_split, train_holdout or train_holdout_tail"})
+    swap: bool = field(default=False, metadata={"help": "With dev_split, swap the halves that select and report"})
+    split_seed: int = field(default=42, metadata={"help": "Seed of the protocol's split (fixed across runs)"})
+    train_subset: int | None = field(
+        default=None, metadata={"help": "Train on this many examples only (None: all), drawn with subset_seed"}
+    )
+    subset_seed: int = field(default=0, metadata={"help": "Seed of the training subset"})
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {self.protocol!r}: choose one of {', '.join(PROTOCOLS)}")
 
 
 def _stratum(examples: list[Example], members: list[int]):
@@ -157,36 +195,34 @@ def subset(
     return kept, left_out
 
 
-def _load_train(dm: TaskDataModule) -> list[Example]:
-    if "train" not in dm.available_splits():
+def _load_train(source: ExampleSource) -> list[Example]:
+    if "train" not in source.available_splits():
         raise DataError(
-            f"task {dm.task} has no training split in {dm.data_dir or 'the hub'}: add train "
-            f"file {dm.spec.files.get('train', 'train')} there, or set data.protocol train_holdout, which carves "
+            f"task {source.spec.name} has no training split in {source.location}: add train "
+            f"file {source.spec.files.get('train', 'train')} there, or set data.protocol train_holdout, which carves "
             "train, selection and report sets out of the validation set"
         )
-    return dm.load_examples("train")
+    return source.load_examples("train")
 
 
-def _predict(dm: TaskDataModule) -> list[Example]:
-    tests = [s for s in dm.available_splits() if s.startswith("test")]
-    return dm.load_examples(tests[0]) if tests else []
+def _predict(source: ExampleSource) -> list[Example]:
+    tests = [s for s in source.available_splits() if s.startswith("test")]
+    return source.load_examples(tests[0]) if tests else []
 
 
-def _eval_sets(dm: TaskDataModule) -> dict[str, list[Example]]:
-    return {split: dm.load_examples(split) for split in dm.spec.eval_splits}
+def _eval_sets(source: ExampleSource) -> dict[str, list[Example]]:
+    return {split: source.load_examples(split) for split in source.spec.eval_splits}
 
 
-def standard(dm: TaskDataModule) -> SplitPlan:
-    from pet_lightning.data.base import SplitPlan
-
-    evals = _eval_sets(dm)
-    train, unused = subset(_load_train(dm), dm.train_subset, dm.subset_seed, dm.task)
-    validation = dm.spec.validation_split
+def standard(source: ExampleSource, settings: SplitSettings) -> SplitPlan:
+    evals = _eval_sets(source)
+    train, unused = subset(_load_train(source), settings.train_subset, settings.subset_seed, source.spec.name)
+    validation = source.spec.validation_split
     return SplitPlan(
         train=train,
         selection=evals,
         report=evals,
-        predict=_predict(dm),
+        predict=_predict(source),
         leaky=True,
         description="standard: selected and reported on the official dev set (leaky)",
         origins={"train": "train", "selection": validation, "report": validation},
@@ -194,88 +230,82 @@ def standard(dm: TaskDataModule) -> SplitPlan:
     )
 
 
-def dev_split(dm: TaskDataModule) -> SplitPlan:
-    from pet_lightning.data.base import SplitPlan
-
-    if "train" not in dm.available_splits():
+def dev_split(source: ExampleSource, settings: SplitSettings) -> SplitPlan:
+    if "train" not in source.available_splits():
         raise DataError(
-            f"task {dm.task} has no training split in {dm.data_dir or 'the hub'}: dev_split needs one; use "
+            f"task {source.spec.name} has no training split in {source.location}: dev_split needs one; use "
             "protocol train_holdout, which carves train, selection and report sets out of the validation set"
         )
-    evals = _eval_sets(dm)
-    headline_split = dm.spec.validation_split
+    evals = _eval_sets(source)
+    headline_split = source.spec.validation_split
     selection: dict[str, list[Example]] = {}
     report: dict[str, list[Example]] = {}
     for split, examples in evals.items():
-        first, second = stratified_halves(examples, dm.split_seed, dm.task)
-        select_half, report_half = (second, first) if dm.swap else (first, second)
+        first, second = stratified_halves(examples, settings.split_seed, source.spec.name)
+        select_half, report_half = (second, first) if settings.swap else (first, second)
         if not select_half or not report_half:
             raise DataError(
-                f"task {dm.task}: the {split} split has {len(examples)} example(s), too few to halve for "
+                f"task {source.spec.name}: the {split} split has {len(examples)} example(s), too few to halve for "
                 "dev_split; use protocol standard or train_holdout"
             )
         # Only the headline split selects; every dev set (MNLI: matched and mismatched) keeps a reported half.
         if split == headline_split:
             selection[split] = select_half
         report[split] = report_half
-    train, unused = subset(_load_train(dm), dm.train_subset, dm.subset_seed, dm.task)
+    train, unused = subset(_load_train(source), settings.train_subset, settings.subset_seed, source.spec.name)
     return SplitPlan(
         train=train,
         selection=selection,
         report=report,
-        predict=_predict(dm),
-        description=f"dev_split: dev half {'2' if dm.swap else '1'} selects, the other half is reported "
-        f"(split seed {dm.split_seed})",
+        predict=_predict(source),
+        description=f"dev_split: dev half {'2' if settings.swap else '1'} selects, the other half is reported "
+        f"(split seed {settings.split_seed})",
         origins={"train": "train", "selection": headline_split, "report": headline_split},
         unused_train=unused,
     )
 
 
-def train_holdout(dm: TaskDataModule) -> SplitPlan:
-    from pet_lightning.data.base import SplitPlan
-
-    evals = _eval_sets(dm)
-    headline_split = dm.spec.validation_split
-    if "train" in dm.available_splits():
-        train, selection = holdout(_load_train(dm), HOLDOUT_FRACTION, dm.split_seed, dm.task)
+def train_holdout(source: ExampleSource, settings: SplitSettings) -> SplitPlan:
+    evals = _eval_sets(source)
+    headline_split = source.spec.validation_split
+    if "train" in source.available_splits():
+        train, selection = holdout(_load_train(source), HOLDOUT_FRACTION, settings.split_seed, source.spec.name)
         report = evals
         origins = {"train": "train", "selection": "train", "report": headline_split}
         description = f"train_holdout: {HOLDOUT_FRACTION:.0%} of train selects, the official dev set is reported"
     else:
         # Without a train split, the official dev set is cut three ways: report half, 10% selection, rest train.
-        rest, reported = stratified_halves(evals[headline_split], dm.split_seed, dm.task)
-        train, selection = holdout(rest, HOLDOUT_FRACTION * 2, dm.split_seed, dm.task)
+        rest, reported = stratified_halves(evals[headline_split], settings.split_seed, source.spec.name)
+        train, selection = holdout(rest, HOLDOUT_FRACTION * 2, settings.split_seed, source.spec.name)
         report = {headline_split: reported}
         origins = {"train": headline_split, "selection": headline_split, "report": headline_split}
         description = (
             "train_holdout without official train: half of dev is reported, the other half is split into train "
             f"and a {HOLDOUT_FRACTION * 2:.0%} selection set"
         )
-    train, unused = subset(train, dm.train_subset, dm.subset_seed, dm.task)
+    train, unused = subset(train, settings.train_subset, settings.subset_seed, source.spec.name)
     return SplitPlan(
         train=train,
         selection={headline_split: selection},
         report=report,
-        predict=_predict(dm),
-        description=description + f" (split seed {dm.split_seed})",
+        predict=_predict(source),
+        description=description + f" (split seed {settings.split_seed})",
         origins=origins,
         unused_train=unused,
     )
 
 
-def train_holdout_tail(dm: TaskDataModule) -> SplitPlan:
-    from pet_lightning.data.base import SplitPlan
-
-    examples = _load_train(dm)
+def train_holdout_tail(source: ExampleSource, settings: SplitSettings) -> SplitPlan:
+    examples = _load_train(source)
     # Hugging Face's train_test_split takes ceil(test_size * n) test examples.
     cut = len(examples) - -(-len(examples) // round(1 / HOLDOUT_FRACTION))
-    train, unused = subset(examples[:cut], dm.train_subset, dm.subset_seed, dm.task)
-    headline_split = dm.spec.validation_split
+    train, unused = subset(examples[:cut], settings.train_subset, settings.subset_seed, source.spec.name)
+    headline_split = source.spec.validation_split
     return SplitPlan(
         train=train,
         selection={headline_split: examples[cut:]},
-        report=_eval_sets(dm),
-        predict=_predict(dm),
+        report=_eval_sets(source),
+        predict=_predict(source),
         description=f"train_holdout_tail: the last {HOLDOUT_FRACTION:.0%} of the train file selects (the Revisiting "
                     "code's split), the official dev set is reported",
         origins={"train": "train", "selection": "train", "report": headline_split},
@@ -286,7 +316,7 @@ def train_holdout_tail(dm: TaskDataModule) -> SplitPlan:
 # Splits copied from a study's code, not drawn by the rules above (they may share text across their boundary):
 # `cli.py audit`'s default "all" leaves them out.
 STUDY_SPLITS = frozenset({"train_holdout_tail"})
-PROTOCOLS: dict[str, Callable[[TaskDataModule], SplitPlan]] = {
+PROTOCOLS: dict[str, Callable[[ExampleSource, SplitSettings], SplitPlan]] = {
     "standard": standard,
     "dev_split": dev_split,
     "train_holdout": train_holdout,
@@ -294,5 +324,20 @@ PROTOCOLS: dict[str, Callable[[TaskDataModule], SplitPlan]] = {
 }
 
 
-def make_plan(dm: TaskDataModule) -> SplitPlan:
-    return PROTOCOLS[dm.protocol](dm)
+def make_plan(source: ExampleSource, settings: SplitSettings) -> SplitPlan:
+    """The split plan of ``source``'s examples under ``settings``: a pure function of the examples and the seeds.
+
+    A task without a training split in the task table (the AX-b / AX-g diagnostics) has nothing to split: its
+    labelled test file is selected on, reported and predicted, whatever the protocol.
+    """
+    if "train" in source.spec.files:
+        return PROTOCOLS[settings.protocol](source, settings)
+    examples = source.load_examples("test")
+    return SplitPlan(
+        train=[],
+        selection={"test": examples},
+        report={"test": examples},
+        predict=examples,
+        leaky=True,
+        description=f"{source.spec.name}: evaluation-only diagnostic; its labelled test file is evaluated",
+    )

@@ -12,11 +12,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from pet_lightning.errors import PetLightningError
 from pet_lightning.paths import DATA_DIR_ENV, from_start
 from pet_lightning.tasks import TaskSpec
 
 
-class DataError(ValueError):
+class DataError(PetLightningError):
     """A data file or data source is missing or malformed; the message says which and how to fix it."""
 
 

@@ -10,7 +10,6 @@ would have seen next. The length stays the whole epoch's: Lightning counts the s
 from __future__ import annotations
 
 import itertools
-import warnings
 from collections.abc import Iterator
 
 import torch
@@ -40,6 +39,8 @@ class ResumableMixin:
         return itertools.islice(indices, pending[1], None)
 
 
+# Lightning's warning that a mid-epoch resume restarts the epoch's data: wrong for the samplers here, which
+# continue it (pet_lightning.callbacks.resume silences it around the fits the CLI and sweeps run).
 MID_EPOCH_WARNING = "You're resuming from a checkpoint that ended before the epoch ended"
 
 
@@ -60,11 +61,6 @@ def resume_sampler(sampler: ResumableMixin, position: dict[str, int], settings: 
             "settings of the interrupted run, or from an end-of-epoch checkpoint"
         )
     sampler.resume_at(position["epoch"], position["batches"] * position["batch_size"])
-
-
-def expect_mid_epoch_resume() -> None:
-    """Lightning warns that a mid-epoch resume restarts the epoch's data; ours does not, so the warning is wrong."""
-    warnings.filterwarnings("ignore", message=MID_EPOCH_WARNING)
 
 
 class ResumableDistributedSampler(ResumableMixin, DistributedSampler):

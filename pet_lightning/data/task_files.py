@@ -2,10 +2,10 @@
 
 A task file names its data (``files`` in csv, tsv, jsonl or parquet, relative to the YAML; or ``hub`` for
 ``datasets.load_dataset``), its text columns, its label column and its problem type; docs/task_files.md lists every
-key. :func:`load_task_file` turns it into a :class:`FileTaskSpec`, a :class:`~pet_lightning.tasks.TaskSpec` whose
-``source`` part (:meth:`FileTaskSpec.available_splits`, :meth:`FileTaskSpec.load_examples`) replaces the official
-layout's reader. What happens after reading (the protocols' splits, encoding, training, the audit) is the same
-code as for the built-in tasks: examples are formulated as the GLUE ``pair`` formulation formulates them.
+key. :func:`load_task_file` turns it into a :class:`FileTaskSpec`, a :class:`~pet_lightning.tasks.TaskSpec` that
+knows where its rows are; :class:`~pet_lightning.data.source.TaskFileSource` reads them (:func:`file_rows`) in place
+of the official layout's reader. What happens after reading (the protocols' splits, encoding, training, the audit)
+is the same code as for the built-in tasks: examples are formulated as the GLUE ``pair`` formulation formulates them.
 
 Every file is read and checked when the task file is loaded, so a bad column, label or empty split is refused
 before anything trains, with one line naming the file, the column or the value, and the fix.
@@ -22,10 +22,9 @@ from typing import Any
 
 import yaml
 
-from pet_lightning.data.formulations import FORMULATIONS, Example
 from pet_lightning.data.readers import DataError
 from pet_lightning.paths import from_start, start_dir
-from pet_lightning.tasks import TASKS, TaskSpec
+from pet_lightning.tasks import TASKS, TaskSpec, get_task, register_task_finder
 
 SPLITS = ("train", "validation", "test")
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".parquet": "parquet"}
@@ -79,30 +78,19 @@ class FileTaskSpec(TaskSpec):
     def reference(self) -> str:
         return self.task_file
 
-    # ----------------------------------------------------------------------------------------------- source
-    def available_splits(self) -> list[str]:
-        """Splits with rows; without a validation file, the train file is offered as the only labelled set."""
-        if self.carved_from_train:
-            return ["validation", *(s for s in self.files if s == "test")]
-        return list(self.files)
 
-    def load_examples(self, split: str) -> list[Example]:
-        """The split's rows as examples of the ``pair`` formulation, each carrying its group keys (``meta``)."""
-        if split not in self.files:
-            raise TaskFileError(f"task {self.name} ({self.task_file}) has no {split!r} split: it has "
-                                f"{', '.join(self.files)}")
-        frame, where = _split_frame(self, "train" if self.carved_from_train and split == "validation" else split)
-        rows = _rows(self, frame, where, labelled=split != "test")
-        examples = FORMULATIONS["pair"](self, rows, where)
-        for example, row in zip(examples, rows):
-            example["meta"] = {"idx": example["idx"], "group_keys": row["group_keys"]}
-        return examples
+def file_rows(spec: FileTaskSpec, split: str) -> tuple[list[dict[str, Any]], str]:
+    """(the split's checked rows as the ``pair`` formulation reads them, with their group keys; where they came
+    from). Without a validation file, ``validation`` reads the train file."""
+    frame, where = _split_frame(spec, "train" if spec.carved_from_train and split == "validation" else split)
+    return _rows(spec, frame, where, labelled=split != "test"), where
 
 
 def is_task_file(name: str) -> bool:
     return name.strip().lower().endswith((".yaml", ".yml"))
 
 
+@register_task_finder
 def find_task(name: str) -> FileTaskSpec | None:
     """The task a task file path names (loaded now), or a task file loaded before under this name; else None."""
     if is_task_file(name):
@@ -122,8 +110,6 @@ def check_protocol(spec: TaskSpec, protocol: str) -> None:
 
 def sweep_tasks(tasks: list[str], protocol: str) -> tuple[list[str], dict[str, str]]:
     """A sweep's tasks as names (what run ids and records hold), and name -> path of each task file among them."""
-    from pet_lightning.tasks import get_task
-
     specs = [get_task(task) for task in tasks]
     names = [spec.name for spec in specs]
     twice = sorted({name for name in names if names.count(name) > 1})
@@ -399,5 +385,5 @@ def _number(value: Any, where: str, number: int, column: str) -> float:
     return score
 
 
-__all__ = ["FileTaskSpec", "TaskFileError", "check_protocol", "find_task", "is_task_file", "label_text",
+__all__ = ["FileTaskSpec", "TaskFileError", "check_protocol", "file_rows", "find_task", "is_task_file", "label_text",
            "load_task_file", "sweep_tasks"]

@@ -1,6 +1,8 @@
-"""Tables and plots of a multi-seed sweep, in the shapes of the "Revisiting Parameter-Efficient Tuning" study.
+"""The generic report of a multi-seed sweep: tables and plots of every (task, method) cell against a baseline.
 
-``python cli.py report runs/sweeps/<name>/results.jsonl --out runs/reports/<name>`` writes:
+The tables follow the shapes the "Revisiting Parameter-Efficient Tuning" study made common, under the file names it
+gave them. ``python cli.py report runs/sweeps/<name>/results.jsonl --out runs/reports/<name>`` (records of a plain
+sweep; a study's records get their study's layout, :mod:`pet_lightning.studies.command`) writes:
 
 * ``table2.md`` / ``table2.csv``: mean ± std of the reported headline metric per task and method, a one-tailed
   Welch t-test of each method against full fine-tuning (↑ / ↓ where p < alpha), and averages over the low
@@ -20,12 +22,9 @@
 Scores are the reported split's headline metric at the checkpoint chosen on the selection split, × 100.
 """
 
-
 from __future__ import annotations
 
-import argparse
 import csv
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -37,15 +36,17 @@ from pet_lightning.reports.tables import (
     BETTER,
     SAME,
     WORSE,
+    group_trend_table,
     markdown_table,
-    table2,
-    table3,
-    table4,
-    upper_bound,
+    mean_std_table,
+    seed_source_table,
+    upper_bound_table,
     write_csv,
 )
-from pet_lightning.studies import study_of, write_study_report
-from pet_lightning.sweeps.records import SweepError, load_results
+
+# File name -> the table written under it (the names of the study whose shapes these are).
+TABLES = {"table2": mean_std_table, "table3": group_trend_table, "table4": seed_source_table,
+          "upper_bound": upper_bound_table}
 
 
 def write_report(records: list[dict[str, Any]], out: str | Path, baseline: str = "full",
@@ -82,7 +83,7 @@ def write_report(records: list[dict[str, Any]], out: str | Path, baseline: str =
         "table4": "Table 4: standard deviation across seeds by source of randomness",
         "upper_bound": "Mean vs. upper bound (max over seeds) and training steps",
     }
-    for name, maker in (("table2", table2), ("table3", table3), ("table4", table4), ("upper_bound", upper_bound)):
+    for name, maker in TABLES.items():
         header, rows, csv_rows = maker(report)
         text = markdown_table(header, rows) if rows else "(not enough runs for this table)\n"
         (out / f"{name}.md").write_text(text, encoding="utf-8")
@@ -111,61 +112,9 @@ def log_to_wandb(paths: dict[str, Path], run) -> None:
     import wandb
 
     payload: dict[str, Any] = {name: wandb.Image(str(paths[name])) for name in ("figure4", "figure5")}
-    for name in ("table2", "table3", "table4", "upper_bound"):
+    for name in TABLES:
         with open(paths[f"{name}_csv"], encoding="utf-8") as handle:
             rows = list(csv.reader(handle))
         if len(rows) > 1:
             payload[name] = wandb.Table(columns=rows[0], data=rows[1:])
     run.log(payload)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cli.py report", description="Tables and plots of a sweep's results.")
-    parser.add_argument("results", nargs="+", help="results.jsonl file(s) written by `cli.py sweep`")
-    parser.add_argument("--out", required=True, help="output folder for Markdown, CSV and PNG files")
-    parser.add_argument("--baseline", default="full", help="method the t-tests compare against (default: full)")
-    parser.add_argument("--alpha", type=float, default=0.05, help="significance level (default: 0.05)")
-    parser.add_argument("--split-configs", action="store_true",
-                        help="report records of different configs / protocols of one method as separate labelled "
-                             "columns instead of failing")
-    parser.add_argument("--layout", choices=("auto", "sweep"), default="auto",
-                        help="auto: a study's own tables when the records come from a study file (default); "
-                             "sweep: the generic multi-seed tables")
-    parser.add_argument("--wandb-project", help="also log the figures and tables to this W&B project")
-    parser.add_argument("--wandb-run", help="W&B run id to log into (resumed if it exists)")
-    return parser
-
-
-def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        if not 0 < args.alpha < 1:
-            raise ValueError(f"--alpha={args.alpha}: use a significance level between 0 and 1")
-        records = load_results(*args.results)
-        study = None if args.layout == "sweep" else study_of(records)
-        if study is not None:
-            # Records of a study file: its paper's tables, published figures and findings.
-            paths = write_study_report(records, args.out, args.alpha)
-            print((Path(args.out) / "report.md").read_text(encoding="utf-8"))
-            for name, path in paths.items():
-                print(f"{name}: {path}")
-            return 0
-        paths = write_report(records, args.out, args.baseline, args.alpha, args.split_configs)
-    except (SweepError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    if args.wandb_project or args.wandb_run:
-        import wandb
-
-        run = wandb.init(project=args.wandb_project or "pet-lightning", id=args.wandb_run, resume="allow",
-                         job_type="report", dir=args.out)
-        log_to_wandb(paths, run)
-        run.finish()
-    print((Path(args.out) / "table2.md").read_text(encoding="utf-8"))
-    for name, path in paths.items():
-        print(f"{name}: {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

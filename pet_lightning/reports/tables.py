@@ -1,4 +1,6 @@
-"""The study's table shapes (Tables 2, 3, 4 and the upper bound), as Markdown and CSV rows."""
+"""Tables of a report's cells against its baseline, as Markdown and CSV rows: mean ± std with significance marks
+(beside a published table or not), better / same / worse per resource group, the spread by source of randomness,
+and the mean beside the best seed."""
 
 from __future__ import annotations
 
@@ -59,7 +61,7 @@ def cell_marks(report: Report) -> dict[tuple[str, str], dict[str, Any]]:
     return found
 
 
-def table2(report: Report) -> tuple[list[str], list[list[str]], list[dict[str, Any]]]:
+def mean_std_table(report: Report) -> tuple[list[str], list[list[str]], list[dict[str, Any]]]:
     """Markdown header, Markdown rows and CSV rows of the mean ± std table with significance marks (a row per task,
     then the average of each resource group over the tasks here). CSV: ``seeds`` on task rows, ``tasks`` on the
     ``avg_*`` rows (two columns, so that neither has two meanings)."""
@@ -122,12 +124,13 @@ def paper_cell(paper: PaperFigures | None, method: str, task: str) -> str:
     return f"{value:.1f}" + (f" ± {std:.1f}" if std is not None else "") + mark
 
 
-def table2_beside_paper(report: Report, paper: PaperFigures | None,
-                        paper_metric: Mapping[str, str]) -> tuple[list[str], list[list[str]], list[dict[str, Any]]]:
-    """Table 2 in the paper's shape (a row per method, a column per task): ours (mean ± std and our mark), the
-    paper's figure ± std and its mark, and the difference of the means, for every task; then per resource group our
-    average over our tasks beside the paper's average over the same tasks (never its printed ``avg_*``, which
-    averages other tasks). ``paper_metric``: the paper's name of each task's metric, for the header."""
+def mean_std_beside_paper(report: Report, paper: PaperFigures | None, paper_metric: Mapping[str, str]
+                          ) -> tuple[list[str], list[list[str]], list[dict[str, Any]]]:
+    """The mean ± std table in the Revisiting paper's shape (a row per method, a column per task): ours (mean ± std
+    and our mark), the paper's figure ± std and its mark, and the difference of the means, for every task; then per
+    resource group our average over our tasks beside the paper's average over the same tasks (never its printed
+    ``avg_*``, which averages other tasks). ``paper_metric``: the paper's name of each task's metric, for the
+    header."""
     marks = cell_marks(report)
     header = ["method"]
     for task in report.tasks:
@@ -190,7 +193,7 @@ def group_test(report: Report, method: str, group: str) -> tuple[float, float, i
     return p_greater, p_less, min(seeds)
 
 
-def table3(report: Report) -> tuple[list[str], list[list[str]], list[dict[str, Any]]]:
+def group_trend_table(report: Report) -> tuple[list[str], list[list[str]], list[dict[str, Any]]]:
     """↗ / → / ↘ per method and resource group (see :func:`group_test`)."""
     groups = [g for g in GROUPS if any(report.group_of(t) == g for t in report.tasks)]
     header = ["method", *(GROUP_LABELS[g] for g in groups)]
@@ -214,7 +217,7 @@ def table3(report: Report) -> tuple[list[str], list[list[str]], list[dict[str, A
     return header, rows, csv_rows
 
 
-def table4(report: Report) -> tuple[list[str], list[list[str]], list[dict[str, Any]]]:
+def seed_source_table(report: Report) -> tuple[list[str], list[list[str]], list[dict[str, Any]]]:
     modes = [m for m in SEED_MODE_LABELS if any(key[2] == m for key in report.cells)]
     header = ["task", "method", *(f"std {SEED_MODE_LABELS[m]}" for m in modes)]
     rows, csv_rows = [], []
@@ -231,7 +234,7 @@ def table4(report: Report) -> tuple[list[str], list[list[str]], list[dict[str, A
     return header, rows, csv_rows
 
 
-def upper_bound(report: Report) -> tuple[list[str], list[list[str]], list[dict[str, Any]]]:
+def upper_bound_table(report: Report) -> tuple[list[str], list[list[str]], list[dict[str, Any]]]:
     header = ["task", "method", "seeds", "mean", "max (upper bound)", "max - mean", "train steps",
               "steps at selected ckpt"]
     rows, csv_rows = [], []

@@ -4,6 +4,7 @@
 >>> strategy = build_strategy("layernorm", where="attention")
 >>> report = strategy.apply(hf_model)
 >>> report.trainable, report.total, report.percent, report.head
+>>> plain = report.remove()  # the plain Hugging Face model again
 """
 
 from pet_lightning.strategies.adapter import BottleneckAdapter
@@ -17,14 +18,16 @@ from pet_lightning.strategies.base import (
     build_strategy,
     known_strategies,
     register_strategy,
+    report_injected,
 )
 from pet_lightning.strategies.bitfit import BitFit
-from pet_lightning.strategies.child_tuning import ChildTuningD, ChildTuningFisher
+from pet_lightning.strategies.child_tuning import ChildTuningD
 from pet_lightning.strategies.layernorm import LayerNormTuning
 from pet_lightning.strategies.mixout import Mixout
 from pet_lightning.strategies.module_wise import AttentionTuning, FeedForwardTuning
-from pet_lightning.strategies.peft_methods import IA3, AdaLoRA, DoRA, LoRA, PrefixTuning, PromptTuning, VeRA
-from pet_lightning.strategies.peft_strategy import PeftConfigStrategy, PeftStrategy
+from pet_lightning.strategies.peft_methods import IA3, AdaLoRA, DoRA, LoRA, PeftConfigStrategy, VeRA
+from pet_lightning.strategies.peft_prompts import PrefixTuning, PromptTuning
+from pet_lightning.strategies.peft_strategy import PeftStrategy
 from pet_lightning.strategies.random_subset import RandomSubset
 from pet_lightning.strategies.top_k import TopKLayers
 
@@ -35,7 +38,6 @@ __all__ = [
     "BitFit",
     "BottleneckAdapter",
     "ChildTuningD",
-    "ChildTuningFisher",
     "DoRA",
     "FeedForwardTuning",
     "Frozen",
@@ -57,4 +59,5 @@ __all__ = [
     "build_strategy",
     "known_strategies",
     "register_strategy",
+    "report_injected",
 ]

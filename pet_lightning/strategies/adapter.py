@@ -19,14 +19,20 @@ start small (``N(0, init_std)``, zero biases), so the adapted model starts as a 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
 from torch import nn
 
-from pet_lightning.strategies.base import Strategy, StrategyError, StrategyReport, register_strategy, unwrap
-from pet_lightning.strategies.peft_methods import _report
+from pet_lightning.strategies.base import (
+    Strategy,
+    StrategyError,
+    StrategyReport,
+    register_strategy,
+    report_injected,
+    unwrap,
+)
 
 # Per model type: regexes (relative to the encoder) of the attention and feed-forward output projections.
 ADAPTER_SITES: dict[str, dict[str, str]] = {
@@ -57,7 +63,7 @@ class Bottleneck(nn.Module):
 
 
 class AdaptedLinear(nn.Module):
-    """A pretrained projection followed by an adapter; :func:`BottleneckAdapter.remove` puts ``base`` back."""
+    """A pretrained projection followed by an adapter; removing the adapter's report puts ``base`` back."""
 
     def __init__(self, base: nn.Linear, adapter: Bottleneck):
         super().__init__()
@@ -70,7 +76,7 @@ class AdaptedLinear(nn.Module):
 
 class AdaptedOutput(nn.Module):
     """A layer's output block (``dense -> dropout``, residual, ``LayerNorm``) with a Pfeiffer adapter reading its
-    normalised output; :func:`BottleneckAdapter.remove` puts ``base`` back."""
+    normalised output; removing the adapter's report puts ``base`` back."""
 
     def __init__(self, base: nn.Module, adapter: Bottleneck):
         super().__init__()
@@ -88,7 +94,7 @@ PLACEMENTS = ("projection", "normalised")
 
 
 @register_strategy("adapter", "adapters", "bottleneck_adapter")
-@dataclass
+@dataclass(frozen=True)
 class BottleneckAdapter(Strategy):
     """Bottleneck adapters after the output projections of every layer; the backbone stays frozen.
 
@@ -102,11 +108,11 @@ class BottleneckAdapter(Strategy):
             (``pfeiffer`` only): reading the layer's normalised output, adapter-transformers' Pfeiffer placement.
     """
 
-    style: str = "pfeiffer"
-    reduction_factor: float = 16
-    activation: str = "relu"
-    init_std: float = 1e-2
-    placement: str = "projection"
+    style: str = field(default="pfeiffer", metadata={"help": "pfeiffer (after the FFN) | houlsby (attention and FFN)"})
+    reduction_factor: float = field(default=16, metadata={"help": "hidden size divided by the bottleneck size"})
+    activation: str = field(default="relu", metadata={"help": "relu | gelu | swish | silu | tanh"})
+    init_std: float = field(default=1e-2, metadata={"help": "standard deviation of the initial projection weights"})
+    placement: str = field(default="projection", metadata={"help": "projection | normalised (pfeiffer only)"})
 
     styles: ClassVar[dict[str, tuple[str, ...]]] = {"pfeiffer": ("ffn",), "houlsby": ("attention", "ffn")}
 
@@ -141,7 +147,7 @@ class BottleneckAdapter(Strategy):
     def prepare(self, model: nn.Module) -> nn.Module:
         hf = unwrap(model)
         if any(isinstance(m, (AdaptedLinear, AdaptedOutput)) for m in hf.modules()):
-            raise StrategyError("adapter: the model already has adapters: call remove(model) first")
+            raise StrategyError("adapter: the model already has adapters: call remove() on its report first")
         encoder = hf.base_model
         sites = self.sites(hf)
         if not sites:
@@ -166,13 +172,13 @@ class BottleneckAdapter(Strategy):
         return model
 
     def apply(self, model: nn.Module) -> StrategyReport:
-        return _report(self, self.prepare(model))
+        return report_injected(self, self.prepare(model))
 
     def injected_parameters(self, model: nn.Module) -> set[str]:
         return {name for name, _ in model.named_parameters() if ".adapter." in name}
 
-    def remove(self, model: nn.Module) -> nn.Module:
-        hf = unwrap(model)
+    def undo(self, applied: StrategyReport) -> nn.Module:
+        hf = unwrap(applied.model)
         for name, module in list(hf.named_modules()):
             if isinstance(module, (AdaptedLinear, AdaptedOutput)):
                 parent = hf.get_submodule(name.rpartition(".")[0]) if "." in name else hf

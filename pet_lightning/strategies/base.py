@@ -1,10 +1,12 @@
 """The strategy contract: which parameters of a pretrained model train.
 
-A strategy is a small dataclass (its fields are its settings) registered by name. ``apply(model)`` sets
-``requires_grad`` on a Hugging Face ``*ForSequenceClassification`` / ``*ForMultipleChoice`` model (injecting
-modules first where the method needs them) and returns a :class:`StrategyReport` with the counts the papers
-report. The task head always trains. Counts and percentages are over the backbone only (``model.base_model``,
-the pretrained encoder), as the transferability and "Revisiting" studies report them.
+A strategy is a frozen settings dataclass (its fields are its settings, documented like peft's configs) registered by
+name. ``apply(model)`` sets ``requires_grad`` on a Hugging Face ``*ForSequenceClassification`` /
+``*ForMultipleChoice`` model (injecting modules first where the method needs them) and returns a
+:class:`StrategyReport`: the counts the papers report, and everything the application created (gradient hooks,
+element masks, patched layers), which ``report.remove()`` undoes. The strategy itself never changes, so one
+strategy may be applied to many models. The task head always trains. Counts and percentages are over the backbone
+only (``model.base_model``, the pretrained encoder), as the transferability and "Revisiting" studies report them.
 """
 
 from __future__ import annotations
@@ -17,12 +19,15 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+from pet_lightning.errors import PetLightningError
 
 STRATEGIES: dict[str, type[Strategy]] = {}
 ALIASES: dict[str, str] = {}
 
 
-class StrategyError(ValueError):
+class StrategyError(PetLightningError):
     """A strategy cannot be built or applied as configured; the message names the problem and the fix."""
 
 
@@ -74,7 +79,7 @@ def known_strategies() -> str:
 
 @dataclass
 class StrategyReport:
-    """What a strategy set to train, counted the way the papers count.
+    """What a strategy set to train, counted the way the papers count, and the handle on what it created.
 
     Attributes:
         strategy: Strategy name.
@@ -85,7 +90,13 @@ class StrategyReport:
         model: The model to train: the one passed in, or a wrapper around it (peft methods).
         trainable_names: Names (in ``model``) of every parameter tensor that requires grad, head included.
         head_names: Names of the head's parameter tensors.
-        masks: Element masks of partially trained tensors (name -> bool tensor, True = trains).
+        masks: Element masks of partially trained tensors (name -> bool tensor, True = trains); a random subset's
+            draw, Child-Tuning's child network.
+        settings: The strategy that applied itself (it undoes its own changes in :meth:`remove`).
+        inputs: What ``apply`` was given beside the model (Child-Tuning's Fisher scores): applying ``settings``
+            with them again builds the same masks.
+        state: What the application replaced and :meth:`remove` puts back (Mixout's dropout probabilities).
+        hooks: The gradient hooks that apply ``masks``.
     """
 
     strategy: str
@@ -96,6 +107,23 @@ class StrategyReport:
     trainable_names: tuple[str, ...] = ()
     head_names: tuple[str, ...] = ()
     masks: dict[str, torch.Tensor] = field(default_factory=dict)
+    settings: Strategy | None = field(default=None, repr=False)
+    inputs: dict[str, Any] = field(default_factory=dict, repr=False)
+    state: dict[str, Any] = field(default_factory=dict, repr=False)
+    hooks: list[RemovableHandle] = field(default_factory=list, repr=False)
+    _plain: nn.Module | None = field(default=None, init=False, repr=False, compare=False)
+
+    def remove(self) -> nn.Module:
+        """Undo the application (gradient hooks, injected or patched modules); returns the plain Hugging Face model.
+
+        A second call returns that model again without undoing anything twice.
+        """
+        if self._plain is None:
+            for handle in self.hooks:
+                handle.remove()
+            self.hooks.clear()
+            self._plain = self.settings.undo(self) if self.settings is not None else unwrap(self.model)
+        return self._plain
 
     @property
     def percent(self) -> float:
@@ -137,8 +165,10 @@ def head_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
 
 
 class Strategy(ABC):  # noqa: B024 - concrete defaults on purpose: `full` is the base behaviour
-    """Base of all strategies. Subclasses are dataclasses; override :meth:`select` (module-wise choices),
-    :meth:`gradient_masks` (element-wise choices) or :meth:`prepare` (injected modules).
+    """Base of all strategies. Subclasses are frozen dataclasses (``@dataclass(frozen=True)``) whose fields are
+    settings only; override :meth:`select` (module-wise choices), :meth:`gradient_masks` (element-wise choices),
+    :meth:`choose` (both at once), or :meth:`prepare` and :meth:`undo` (injected modules). What an application
+    creates lives in the :class:`StrategyReport` that :meth:`apply` returns, never on the strategy.
 
     ``allows_empty_backbone`` is True only for strategies that train nothing but the head on purpose
     (linear probing); every other strategy that selects nothing is an error.
@@ -160,20 +190,25 @@ class Strategy(ABC):  # noqa: B024 - concrete defaults on purpose: `full` is the
         """Element masks for tensors that only partly train (name -> bool tensor)."""
         return {}
 
+    def choose(self, model: nn.Module, **inputs: Any) -> tuple[list[str], dict[str, torch.Tensor]]:
+        """The backbone names that train and the element masks of those that partly train; ``inputs`` are what
+        :meth:`apply` was given beside the model. Default: :meth:`select`, then :meth:`gradient_masks`."""
+        selected = list(dict.fromkeys(self.select(model)))
+        return selected, self.gradient_masks(model, selected, **inputs)
+
     def injected_parameters(self, model: nn.Module) -> set[str]:
         """Names of parameters the method added (excluded from the backbone's total)."""
         return set()
 
-    def remove(self, model: nn.Module) -> nn.Module:
-        """Undo :meth:`prepare` and drop gradient hooks; return the plain Hugging Face model."""
-        for handle in getattr(self, "_hook_handles", []):
-            handle.remove()
-        self._hook_handles = []
-        return unwrap(model)
+    def undo(self, applied: StrategyReport) -> nn.Module:
+        """Undo :meth:`prepare` on ``applied.model`` (hooks are the report's); return the plain Hugging Face model.
+        Called by :meth:`StrategyReport.remove`."""
+        return unwrap(applied.model)
 
-    def check_run(self, model: nn.Module, *, max_length: int | None = None, precision: str | None = None) -> None:
+    def check_run(self, model: nn.Module, *, max_length: int | None = None, precision: str | None = None,
+                  applied: StrategyReport | None = None) -> None:
         """Refuse (or warn about) settings that clash with the run, at fit start: the data's ``max_length`` and the
-        trainer's ``precision`` are only known then."""
+        trainer's ``precision`` are only known then; ``applied`` is the live application's report."""
         return None
 
     # -------------------------------------------------------------------------------------- the contract
@@ -181,8 +216,9 @@ class Strategy(ABC):  # noqa: B024 - concrete defaults on purpose: `full` is the
         """``{"name": ..., **settings}``; :func:`build_strategy` builds the same strategy from it."""
         return {"name": self.name, **dataclasses.asdict(self)}
 
-    def apply(self, model: nn.Module) -> StrategyReport:
-        """Set what trains in ``model`` and return the counts. The head always trains."""
+    def apply(self, model: nn.Module, **inputs: Any) -> StrategyReport:
+        """Set what trains in ``model`` and return the counts and the handle on what was created. The head always
+        trains. ``inputs`` are data the strategy needs beside the model (Child-Tuning's ``fisher``)."""
         model = self.prepare(model)
         hf = unwrap(model)
         backbone = backbone_of(hf)
@@ -194,14 +230,14 @@ class Strategy(ABC):  # noqa: B024 - concrete defaults on purpose: `full` is the
         for p in head.values():
             p.requires_grad_(True)
         parameters = dict(hf.named_parameters())
-        selected = list(dict.fromkeys(self.select(hf)))
+        selected, masks = self.choose(hf, **inputs)
+        selected = list(dict.fromkeys(selected))
         unknown = [name for name in selected if name not in parameters]
         if unknown:
             raise StrategyError(f"strategy {self.name!r} selected names not in {type(hf).__name__}: {unknown[:3]}")
         for name in selected:
             parameters[name].requires_grad_(True)
-        masks = self.gradient_masks(hf, selected)
-        self._register_masks(parameters, masks)
+        hooks = [parameters[name].register_hook(GradientMask(mask)) for name, mask in masks.items()]
         masked_counts = {name: int(mask.sum()) for name, mask in masks.items()}
         trainable = sum(masked_counts.get(name, parameters[name].numel()) for name in selected)
         trainable += sum(p.numel() for n, p in model.named_parameters() if n in injected and p.requires_grad)
@@ -220,12 +256,10 @@ class Strategy(ABC):  # noqa: B024 - concrete defaults on purpose: `full` is the
             trainable_names=tuple(n for n, p in model.named_parameters() if p.requires_grad),
             head_names=tuple(prefix + name for name in head),
             masks={prefix + name: mask for name, mask in masks.items()},
+            settings=self,
+            inputs=dict(inputs),
+            hooks=hooks,
         )
-
-    def _register_masks(self, parameters: dict[str, nn.Parameter], masks: dict[str, torch.Tensor]) -> None:
-        self._hook_handles = getattr(self, "_hook_handles", [])
-        for name, mask in masks.items():
-            self._hook_handles.append(parameters[name].register_hook(GradientMask(mask)))
 
 
 class GradientMask:
@@ -262,14 +296,48 @@ def _is_injected(name: str, hf: nn.Module, backbone: nn.Module, injected: set[st
     return any(item == full or item.endswith("." + full) for item in injected)
 
 
+def report_injected(strategy: Strategy, model: nn.Module, added: set[str] | None = None) -> StrategyReport:
+    """The counting rule of methods that inject their own tensors (peft methods, adapters): freeze everything but
+    the method's tensors (``strategy.injected_parameters``) and the head; count them against the original backbone
+    (without the method's tensors and any other ``added`` ones)."""
+    hf = unwrap(model)
+    method = strategy.injected_parameters(model)
+    backbone_ids = {id(p) for p in backbone_of(hf).parameters()}
+    names = dict(model.named_parameters())
+    if any(".modules_to_save." in n for n in names):
+        head = [n for n in names if ".modules_to_save." in n]
+    else:
+        head = [n for n, p in names.items() if id(p) not in backbone_ids and n not in method]
+    model.requires_grad_(False)
+    for name in (*method, *head):
+        names[name].requires_grad_(True)
+    trainable = sum(names[n].numel() for n in method)
+    if trainable == 0:
+        raise StrategyError(
+            f"strategy {strategy.name!r} injected no parameter into {type(hf).__name__}: check its settings"
+        )
+    method_ids = {id(names[n]) for n in method | (added or set())}
+    total = sum(p.numel() for p in backbone_of(hf).parameters() if id(p) not in method_ids)
+    return StrategyReport(
+        strategy=strategy.name,
+        trainable=trainable,
+        total=total,
+        head=sum(names[n].numel() for n in head),
+        model=model,
+        trainable_names=tuple(n for n, p in model.named_parameters() if p.requires_grad),
+        head_names=tuple(head),
+        settings=strategy,
+    )
+
+
 @register_strategy("full", "full_ft", "finetune")
-@dataclass
+@dataclass(frozen=True)
 class FullFineTuning(Strategy):
     """Every parameter trains (full fine-tuning)."""
 
 
 @register_strategy("frozen", "linear_probe", "linear_probing", "head")
-@dataclass
+@dataclass(frozen=True)
 class Frozen(Strategy):
     """Only the task head trains: the frozen-backbone / linear-probing row of the studies."""
 

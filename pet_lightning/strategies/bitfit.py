@@ -12,7 +12,7 @@ from pet_lightning.strategies.roles import check_layers, find_roles, parameter_n
 
 
 @register_strategy("bitfit", "bias")
-@dataclass
+@dataclass(frozen=True)
 class BitFit(Strategy):
     """Every bias of the backbone trains (attention, feed-forward, LayerNorm, embedding LayerNorm, pooler).
 
@@ -24,7 +24,7 @@ class BitFit(Strategy):
     layers: list[int] | None = field(default=None, metadata={"help": "transformer layers to tune; None = all"})
 
     def __post_init__(self) -> None:
-        self.layers = check_layers(self.layers, self.name)
+        object.__setattr__(self, "layers", check_layers(self.layers, self.name))
 
     def select(self, model: nn.Module) -> Iterable[str]:
         hf = unwrap(model)

@@ -14,7 +14,7 @@ WHERE = ("all", "attention", "ffn")
 
 
 @register_strategy("layernorm", "ln", "ln_tuning", "layer_norm")
-@dataclass
+@dataclass(frozen=True)
 class LayerNormTuning(Strategy):
     """LayerNorm weights and biases of the transformer layers train.
 
@@ -34,7 +34,7 @@ class LayerNormTuning(Strategy):
     def __post_init__(self) -> None:
         if self.where not in WHERE:
             raise StrategyError(f"strategy {self.name!r}: where={self.where!r} is not one of {', '.join(WHERE)}")
-        self.layers = check_layers(self.layers, self.name)
+        object.__setattr__(self, "layers", check_layers(self.layers, self.name))
 
     def select(self, model: nn.Module) -> Iterable[str]:
         hf = unwrap(model)

@@ -24,7 +24,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pet_lightning.strategies.base import Strategy, StrategyError, backbone_of, register_strategy, unwrap
+from pet_lightning.strategies.base import (
+    Strategy,
+    StrategyError,
+    StrategyReport,
+    backbone_of,
+    register_strategy,
+    unwrap,
+)
 
 TARGET = "mixout_target"
 
@@ -44,7 +51,7 @@ def _mixout_forward(self: nn.Linear, input: torch.Tensor) -> torch.Tensor:
 
 
 @register_strategy("mixout")
-@dataclass
+@dataclass(frozen=True)
 class Mixout(Strategy):
     """Full fine-tuning with mixout(pretrained, p) on every linear layer of the backbone and its dropout off.
 
@@ -63,32 +70,37 @@ class Mixout(Strategy):
         if not 0 <= self.p < 1:
             raise StrategyError(f"mixout p={self.p}: use a probability in [0, 1), e.g. 0.9")
 
-    def prepare(self, model: nn.Module) -> nn.Module:
+    def apply(self, model: nn.Module) -> StrategyReport:
         hf = unwrap(model)
         if any(hasattr(module, TARGET) for module in hf.modules()):
-            raise StrategyError("mixout is already applied to this model: call remove(model) first")
-        self._dropout_p: dict[str, float] = {}
-        for name, module in self._scope(hf):
+            raise StrategyError("mixout is already applied to this model: call remove() on its report first")
+        # The dropout that mixout replaces: the report keeps it, and puts it back on remove().
+        dropout_p = {name: module.p for name, module in self._scope(hf) if isinstance(module, nn.Dropout)}
+        report = super().apply(model)
+        report.state["dropout_p"] = dropout_p
+        return report
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        for _, module in self._scope(unwrap(model)):
             if isinstance(module, nn.Linear):
                 # The value at application time is the pretrained one (strategies are applied before training).
                 module.register_buffer(TARGET, module.weight.detach().clone(), persistent=False)
                 module.mixout_p = self.p
                 module.forward = types.MethodType(_mixout_forward, module)
             elif isinstance(module, nn.Dropout):
-                self._dropout_p[name] = module.p
                 module.p = 0.0
         return model
 
-    def remove(self, model: nn.Module) -> nn.Module:
-        hf = super().remove(model)
+    def undo(self, applied: StrategyReport) -> nn.Module:
+        hf = unwrap(applied.model)
+        dropout_p = applied.state.get("dropout_p", {})
         for name, module in self._scope(hf):
             if hasattr(module, TARGET):
                 delattr(module, TARGET)
                 del module.mixout_p
                 del module.forward
-            elif name in getattr(self, "_dropout_p", {}):
-                module.p = self._dropout_p[name]
-        self._dropout_p = {}
+            elif name in dropout_p:
+                module.p = dropout_p[name]
         return hf
 
     def _scope(self, hf: nn.Module) -> list[tuple[str, nn.Module]]:

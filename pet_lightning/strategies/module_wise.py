@@ -16,7 +16,7 @@ from pet_lightning.strategies.base import Strategy, register_strategy, unwrap
 from pet_lightning.strategies.roles import check_layers, find_roles, parameter_names
 
 
-@dataclass
+@dataclass(frozen=True)
 class _LayerRoleTuning(Strategy):
     """Shared body of the module-wise strategies: the modules of one role (``role``) in the chosen layers train.
 
@@ -28,7 +28,7 @@ class _LayerRoleTuning(Strategy):
     layers: list[int] | None = field(default=None, metadata={"help": "transformer layers to tune; None = all"})
 
     def __post_init__(self) -> None:
-        self.layers = check_layers(self.layers, self.name)
+        object.__setattr__(self, "layers", check_layers(self.layers, self.name))
 
     def select(self, model: nn.Module) -> Iterable[str]:
         hf = unwrap(model)
@@ -37,7 +37,7 @@ class _LayerRoleTuning(Strategy):
 
 
 @register_strategy("ffn", "feed_forward", "feedforward")
-@dataclass
+@dataclass(frozen=True)
 class FeedForwardTuning(_LayerRoleTuning):
     """The feed-forward block of each layer trains: up- and down-projection, weights and biases."""
 
@@ -45,7 +45,7 @@ class FeedForwardTuning(_LayerRoleTuning):
 
 
 @register_strategy("attention", "mha", "multi_head", "multihead")
-@dataclass
+@dataclass(frozen=True)
 class AttentionTuning(_LayerRoleTuning):
     """The self-attention linear maps of each layer train: query, key, value and output (and DeBERTa-v2's
     position projections), weights and biases."""

@@ -1,5 +1,5 @@
-"""Presets of the ``peft`` strategy: LoRA (and its initialisations), DoRA, VeRA, AdaLoRA, IA3, prefix and prompt
-tuning.
+"""The ``peft`` strategy and its presets: LoRA (and its initialisations), DoRA, VeRA, AdaLoRA and IA3; prefix and
+prompt tuning are in :mod:`pet_lightning.strategies.peft_prompts`.
 
 Each preset only chooses a peft config class and its settings, with per-architecture defaults and one-line errors;
 wrapping, freezing, counting, checkpoints and export are the one code path of
@@ -11,21 +11,15 @@ wrapping, freezing, counting, checkpoints and export are the one code path of
 
 from __future__ import annotations
 
-import inspect
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
 
-from pet_lightning.strategies.base import StrategyError, backbone_of, register_strategy, unwrap
-from pet_lightning.strategies.peft_strategy import (  # noqa: F401 - _report and head_module_names are shared API
-    PeftStrategy,
-    _check_lora_plus,
-    _model_type,
-    _report,
-    head_module_names,
-)
+from pet_lightning.strategies.base import Strategy, StrategyError, StrategyReport, register_strategy
+from pet_lightning.strategies.peft_config import canonical_config, resolve_config_class
+from pet_lightning.strategies.peft_strategy import PeftStrategy, _check_lora_plus, _model_type
 
 # Query and value projections, as in the LoRA paper and the "Revisiting" study's code.
 LORA_TARGETS: dict[str, list[str]] = {
@@ -68,8 +62,75 @@ def _check_dropout(name: str, dropout: float) -> None:
         raise StrategyError(f"{name} dropout={dropout}: use a probability in [0, 1)")
 
 
+# ------------------------------------------------------------------------------------------------ AdaLoRA's model
+# Set on an AdaLoRA model by the callback that drives its rank budget (pet_lightning.callbacks.AdaLoraSchedule).
+SCHEDULE_MARK = "_pet_lightning_budget_schedule"
+
+
+def adalora_model(model: nn.Module) -> Any:
+    """The peft ``AdaLoraModel`` inside ``model`` (a ``PeftModel``), or None."""
+    from peft.tuners.adalora import AdaLoraModel
+
+    return next((m for m in model.modules() if isinstance(m, AdaLoraModel)), None)
+
+
+def uses_adalora(strategy: Strategy) -> bool:
+    """Whether ``strategy`` builds an AdaLoRA model (the ``adalora`` preset, or ``peft`` with an AdaLoraConfig)."""
+    from peft import AdaLoraConfig
+
+    return isinstance(strategy, PeftStrategy) and issubclass(strategy.config_class(), AdaLoraConfig)
+
+
+def check_adalora_schedule(strategy: str, model: nn.Module) -> None:
+    """Refuse to fit an AdaLoRA model that no budget schedule drives: it would never prune its ranks."""
+    tuner = adalora_model(model)
+    if tuner is not None and not getattr(tuner, SCHEDULE_MARK, False):
+        raise StrategyError(
+            f"{strategy}: the trainer has no AdaLoraSchedule callback, so AdaLoRA would never prune its ranks: "
+            "add pet_lightning.callbacks.AdaLoraSchedule() to the trainer's callbacks (the CLI adds it)"
+        )
+
+
+# ---------------------------------------------------------------------------------------------------- the methods
+@register_strategy("peft")
+@dataclass(frozen=True)
+class PeftConfigStrategy(PeftStrategy):
+    """Any peft method from its config: ``config`` is a peft config object or
+    ``{"class_path": "peft.VeraConfig", "init_args": {...}}``.
+
+    Args:
+        config: The peft config. ``task_type`` and ``modules_to_save`` are set by the strategy (SEQ_CLS, the
+            task head); ``target_modules`` must name layers of the encoder.
+        lora_plus_ratio: LoRA+: the ``lora_B`` matrices train at this multiple of the learning rate (e.g. 16).
+    """
+
+    config: Any = field(default=None, metadata={"help": "the peft config: an object or {class_path, init_args}"})
+    lora_plus_ratio: float | None = field(
+        default=None, metadata={"help": "LoRA+: learning-rate multiple of the lora_B matrices; None = one rate"}
+    )
+
+    def __post_init__(self) -> None:
+        if self.config is None:
+            raise StrategyError("peft strategy needs a config: config: {class_path: peft.LoraConfig, init_args: {}}")
+        # Stored canonical (class path + non-default settings): JSON-serialisable for checkpoints and sweeps.
+        object.__setattr__(self, "config", canonical_config(self.config))
+        _check_lora_plus(self.name, self.lora_plus_ratio)
+
+    def check_run(self, model: nn.Module, *, max_length: int | None = None, precision: str | None = None,
+                  applied: StrategyReport | None = None) -> None:
+        check_adalora_schedule(self.name, model)
+
+    def config_class(self) -> type:
+        return resolve_config_class(self.config["class_path"])
+
+    def config_spec(self, hf: nn.Module) -> dict[str, Any]:
+        return dict(self.config["init_args"])
+
+
+
+
 @register_strategy("lora")
-@dataclass
+@dataclass(frozen=True)
 class LoRA(PeftStrategy):
     """Low-rank updates ``W + (alpha / r) * B A`` of chosen linear layers (peft ``LoraConfig``).
 
@@ -87,12 +148,16 @@ class LoRA(PeftStrategy):
             rate of the A matrices (the paper suggests 16). None: one learning rate.
     """
 
-    r: int = 8
-    alpha: float = 16
-    dropout: float = 0.1
-    target_modules: list[str] | None = None
-    init: str = "kaiming"
-    lora_plus_ratio: float | None = None
+    r: int = field(default=8, metadata={"help": "rank of the update"})
+    alpha: float = field(default=16, metadata={"help": "scaling numerator: the update is scaled by alpha / r"})
+    dropout: float = field(default=0.1, metadata={"help": "dropout on the LoRA branch's input"})
+    target_modules: list[str] | None = field(
+        default=None, metadata={"help": "linear layers to adapt (name suffixes); None = query and value"}
+    )
+    init: str = field(default="kaiming", metadata={"help": "kaiming | gaussian | pissa | olora"})
+    lora_plus_ratio: float | None = field(
+        default=None, metadata={"help": "LoRA+: learning-rate multiple of the B matrices; None = one rate"}
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.r, bool) or not isinstance(self.r, int) or self.r <= 0:  # 4.5 would fail deep in peft
@@ -120,7 +185,7 @@ class LoRA(PeftStrategy):
 
 
 @register_strategy("dora")
-@dataclass
+@dataclass(frozen=True)
 class DoRA(LoRA):
     """DoRA (Liu et al. 2024): LoRA on the direction of each weight plus a trained magnitude per output feature
     (peft ``LoraConfig(use_dora=True)``). Settings as ``lora``; adds ``out_features`` parameters per layer."""
@@ -130,7 +195,7 @@ class DoRA(LoRA):
 
 
 @register_strategy("vera")
-@dataclass
+@dataclass(frozen=True)
 class VeRA(PeftStrategy):
     """VeRA (Kopiczko et al. 2024): frozen random low-rank matrices shared by all layers, scaled by two trained
     vectors per layer (``r`` + ``out_features`` parameters; peft ``VeraConfig``).
@@ -145,11 +210,13 @@ class VeRA(PeftStrategy):
         projection_prng_key: Seed of the shared random matrices.
     """
 
-    r: int = 256
-    target_modules: list[str] | None = None
-    dropout: float = 0.0
-    d_initial: float = 0.1
-    projection_prng_key: int = 0
+    r: int = field(default=256, metadata={"help": "rank of the shared random matrices"})
+    target_modules: list[str] | None = field(
+        default=None, metadata={"help": "linear layers to adapt (name suffixes); None = query and value"}
+    )
+    dropout: float = field(default=0.0, metadata={"help": "dropout on the VeRA branch's input"})
+    d_initial: float = field(default=0.1, metadata={"help": "initial value of the trained d vector"})
+    projection_prng_key: int = field(default=0, metadata={"help": "seed of the shared random matrices"})
 
     def __post_init__(self) -> None:
         if isinstance(self.r, bool) or not isinstance(self.r, int) or self.r <= 0:
@@ -170,7 +237,7 @@ class VeRA(PeftStrategy):
 
 
 @register_strategy("adalora")
-@dataclass
+@dataclass(frozen=True)
 class AdaLoRA(PeftStrategy):
     """AdaLoRA (Zhang et al. 2023): SVD-shaped LoRA ``P diag(E) Q`` whose rank budget is pruned from ``init_r`` to
     ``target_r`` per layer on average by importance (peft ``AdaLoraConfig``).
@@ -194,18 +261,22 @@ class AdaLoRA(PeftStrategy):
         lora_plus_ratio: As ``lora`` (the Q, i.e. ``lora_B``, matrices).
     """
 
-    init_r: int = 12
-    target_r: int = 8
-    alpha: float = 16
-    dropout: float = 0.1
-    target_modules: list[str] | None = None
-    tinit: int = 0
-    tfinal: int = 0
-    delta_t: int = 1
-    beta1: float = 0.85
-    beta2: float = 0.85
-    orth_reg_weight: float = 0.5
-    lora_plus_ratio: float | None = None
+    init_r: int = field(default=12, metadata={"help": "initial rank of every adapted layer"})
+    target_r: int = field(default=8, metadata={"help": "average rank the budget is pruned to"})
+    alpha: float = field(default=16, metadata={"help": "scaling numerator: the update is scaled by alpha / init_r"})
+    dropout: float = field(default=0.1, metadata={"help": "dropout on the branch's input"})
+    target_modules: list[str] | None = field(
+        default=None, metadata={"help": "linear layers to adapt (name suffixes); None = query and value"}
+    )
+    tinit: int = field(default=0, metadata={"help": "optimizer steps before pruning starts"})
+    tfinal: int = field(default=0, metadata={"help": "final optimizer steps with the ranks fixed"})
+    delta_t: int = field(default=1, metadata={"help": "optimizer steps between two budget allocations"})
+    beta1: float = field(default=0.85, metadata={"help": "EMA coefficient of the importance scores"})
+    beta2: float = field(default=0.85, metadata={"help": "EMA coefficient of their uncertainty"})
+    orth_reg_weight: float = field(default=0.5, metadata={"help": "weight of the orthogonality regulariser"})
+    lora_plus_ratio: float | None = field(
+        default=None, metadata={"help": "LoRA+: learning-rate multiple of the Q (lora_B) matrices; None = one rate"}
+    )
 
     def __post_init__(self) -> None:
         if not 0 < self.target_r <= self.init_r:
@@ -233,9 +304,13 @@ class AdaLoRA(PeftStrategy):
             "orth_reg_weight": self.orth_reg_weight,
         }
 
+    def check_run(self, model: nn.Module, *, max_length: int | None = None, precision: str | None = None,
+                  applied: StrategyReport | None = None) -> None:
+        check_adalora_schedule(self.name, model)
+
 
 @register_strategy("ia3")
-@dataclass
+@dataclass(frozen=True)
 class IA3(PeftStrategy):
     """Learned scaling vectors on keys, values and the FFN activation (peft ``IA3Config``).
 
@@ -248,8 +323,12 @@ class IA3(PeftStrategy):
         feedforward_modules: Which of ``target_modules`` are scaled on their input. None: the FFN's second layer.
     """
 
-    target_modules: list[str] | None = None
-    feedforward_modules: list[str] | None = None
+    target_modules: list[str] | None = field(
+        default=None, metadata={"help": "layers to scale; None = keys, values and the FFN's second layer"}
+    )
+    feedforward_modules: list[str] | None = field(
+        default=None, metadata={"help": "targets scaled on their input; None = the FFN's second layer"}
+    )
 
     def config_class(self) -> type:
         from peft import IA3Config
@@ -272,130 +351,11 @@ class IA3(PeftStrategy):
             raise StrategyError(f"ia3 feedforward_modules {feedforward} must be a subset of target_modules {targets}")
         return {"target_modules": targets, "feedforward_modules": feedforward}
 
-    def check_run(self, model: nn.Module, *, max_length: int | None = None, precision: str | None = None) -> None:
+    def check_run(self, model: nn.Module, *, max_length: int | None = None, precision: str | None = None,
+                  applied: StrategyReport | None = None) -> None:
         if precision is not None and "bf16-true" in str(precision):
             warnings.warn(
                 "ia3 under bf16-true: updates to the scales (near 1.0) vanish in bfloat16 and they will not move; "
                 "use precision bf16-mixed",
                 stacklevel=2,
-            )
-
-
-@dataclass
-class _VirtualTokens(PeftStrategy):
-    num_virtual_tokens: int = 16
-
-    def __post_init__(self) -> None:
-        if self.num_virtual_tokens <= 0:
-            raise StrategyError(
-                f"{self.name} num_virtual_tokens={self.num_virtual_tokens}: use a positive length, e.g. 16"
-            )
-
-    def check_run(self, model: nn.Module, *, max_length: int | None = None, precision: str | None = None) -> None:
-        if max_length is not None and self.num_virtual_tokens > max_length:
-            raise StrategyError(
-                f"{self.name} num_virtual_tokens={self.num_virtual_tokens} is longer than the data's "
-                f"max_length={max_length}: use at most {max_length} virtual tokens"
-            )
-
-
-@register_strategy("prefix", "prefix_tuning", "ptuning_v2")
-@dataclass
-class PrefixTuning(_VirtualTokens):
-    """Trainable key/value prefixes in every layer (peft ``PrefixTuningConfig``; P-tuning v2 without projection).
-
-    Args:
-        num_virtual_tokens: Prefix length per layer; at most the data's ``max_length`` (checked at fit start).
-        projection: Reparameterise the prefixes through a two-layer MLP (Li & Liang). Off gives P-tuning v2's
-            deep prompts. With it on, exports hold only the final prefixes (enough to predict; resume from
-            Lightning checkpoints, which hold the MLP).
-        projection_hidden_size: Hidden width of that MLP; None uses the model's hidden size.
-        init_std: Re-draw the prefix embedding from N(0, init_std) (the EH-FT code's ``torch.randn(...) * 0.01``,
-            ``SAT/model/finetune/prompt_tuning.py:20-23``); None keeps peft's ``nn.Embedding`` init, N(0, 1).
-
-    Hugging Face encoders shift position ids by the prefix, so prefix plus ``max_length`` must fit the position
-    table (checked at fit start; RoBERTa: 495 tokens behind 17, the length the EH-FT code cuts inputs to).
-    """
-
-    projection: bool = False
-    projection_hidden_size: int | None = None
-    init_std: float | None = None
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.init_std is not None and not self.init_std > 0:
-            raise StrategyError(f"prefix init_std={self.init_std}: use a positive standard deviation (0.01) or None")
-
-    def prepare(self, model: nn.Module) -> nn.Module:
-        # peft feeds prefixes as past_key_values; transformers 5.24 renamed that argument of BERT-style encoders
-        # (to ``cache``), and peft then fails deep inside the first forward pass. Say so before training.
-        encoder = backbone_of(model)
-        if "past_key_values" not in inspect.signature(encoder.forward).parameters:
-            import peft
-            import transformers
-
-            raise StrategyError(
-                f"prefix: {type(encoder).__name__} in transformers {transformers.__version__} takes no "
-                f"past_key_values, which peft {peft.__version__} needs for prefix tuning: install "
-                "'transformers<5.24' (pet-lightning's pin) or use prompt / lora"
-            )
-        wrapped = super().prepare(model)
-        if self.init_std is not None:
-            for module in wrapped.modules():
-                if type(module).__name__ == "PrefixEncoder":
-                    nn.init.normal_(module.embedding.weight, mean=0.0, std=self.init_std)
-        return wrapped
-
-    def check_run(self, model: nn.Module, *, max_length: int | None = None, precision: str | None = None) -> None:
-        super().check_run(model, max_length=max_length, precision=precision)
-        hf = unwrap(model)
-        positions = getattr(hf.config, "max_position_embeddings", None)
-        # RoBERTa-style embeddings number positions from padding_idx + 1; BERT's from 0.
-        padding_idx = getattr(getattr(backbone_of(hf), "embeddings", None), "padding_idx", None)
-        needed = (0 if padding_idx is None else padding_idx + 1) + self.num_virtual_tokens + (max_length or 0)
-        if max_length is not None and positions is not None and needed > positions:
-            raise StrategyError(
-                f"prefix num_virtual_tokens={self.num_virtual_tokens} shifts position ids past the model's "
-                f"{positions} positions at max_length={max_length}: use max_length <= "
-                f"{positions - needed + max_length}"
-            )
-
-    def config_class(self) -> type:
-        from peft import PrefixTuningConfig
-
-        return PrefixTuningConfig
-
-    def config_spec(self, hf: nn.Module) -> dict[str, Any]:
-        settings: dict[str, Any] = {
-            "num_virtual_tokens": self.num_virtual_tokens, "prefix_projection": self.projection,
-        }
-        if self.projection:
-            settings["encoder_hidden_size"] = self.projection_hidden_size or hf.config.hidden_size
-        return settings
-
-
-@register_strategy("prompt", "prompt_tuning")
-@dataclass
-class PromptTuning(_VirtualTokens):
-    """Trainable input embeddings prepended to the sequence (peft ``PromptTuningConfig``, random init).
-
-    Args:
-        num_virtual_tokens: Soft prompt length; the prompt plus ``max_length`` must fit the model's positions.
-    """
-
-    def config_class(self) -> type:
-        from peft import PromptTuningConfig
-
-        return PromptTuningConfig
-
-    def config_spec(self, hf: nn.Module) -> dict[str, Any]:
-        return {"num_virtual_tokens": self.num_virtual_tokens}
-
-    def check_run(self, model: nn.Module, *, max_length: int | None = None, precision: str | None = None) -> None:
-        super().check_run(model, max_length=max_length, precision=precision)
-        positions = getattr(unwrap(model).config, "max_position_embeddings", None)
-        if max_length is not None and positions is not None and self.num_virtual_tokens + max_length > positions:
-            raise StrategyError(
-                f"prompt num_virtual_tokens={self.num_virtual_tokens} plus max_length={max_length} exceeds the "
-                f"model's {positions} positions: shorten the prompt or max_length"
             )

@@ -1,6 +1,6 @@
 """Any peft method as a strategy: the one code path behind ``peft`` and the presets (``lora``, ``dora``, ``vera``...).
 
-A peft config is enough. In YAML::
+A peft config is enough (:class:`~pet_lightning.strategies.peft_methods.PeftConfigStrategy`). In YAML::
 
     strategy:
       name: peft
@@ -27,20 +27,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from pet_lightning.strategies.base import (
-    Strategy,
-    StrategyError,
-    StrategyReport,
-    backbone_of,
-    register_strategy,
-    unwrap,
-)
-from pet_lightning.strategies.peft_config import (
-    MANAGED_FIELDS,
-    build_config,
-    canonical_config,
-    resolve_config_class,
-)
+from pet_lightning.strategies.base import Strategy, StrategyError, StrategyReport, backbone_of, report_injected, unwrap
+from pet_lightning.strategies.peft_config import MANAGED_FIELDS, build_config
 
 
 def head_module_names(hf: nn.Module) -> list[str]:
@@ -73,7 +61,7 @@ def check_targets(strategy: str, hf: nn.Module, targets: list[str] | str) -> Non
 
 
 # ----------------------------------------------------------------------------------------- the strategy
-@dataclass
+@dataclass(frozen=True)
 class PeftStrategy(Strategy):
     """Base of every peft-backed strategy. Subclasses say which peft config to build (:meth:`config_spec`);
     wrapping, freezing, counting, removal and export are shared."""
@@ -85,29 +73,6 @@ class PeftStrategy(Strategy):
     def config_spec(self, hf: nn.Module) -> dict[str, Any]:
         """The peft config's settings for ``hf`` (task type and head excluded)."""
         raise NotImplementedError
-
-    def required_callbacks(self) -> list[Any]:
-        """Callbacks the method cannot train without; ``PETLightningCLI`` adds them to the trainer.
-
-        AdaLoRA needs :class:`~pet_lightning.callbacks.AdaLoraSchedule` (its rank budget schedule).
-        """
-        from peft import AdaLoraConfig
-
-        if issubclass(self.config_class(), AdaLoraConfig):
-            from pet_lightning.callbacks.adalora import AdaLoraSchedule
-
-            return [AdaLoraSchedule()]
-        return []
-
-    def check_run(self, model: nn.Module, *, max_length: int | None = None, precision: str | None = None) -> None:
-        from pet_lightning.callbacks.adalora import SCHEDULE_MARK, adalora_model
-
-        tuner = adalora_model(model)
-        if tuner is not None and not getattr(tuner, SCHEDULE_MARK, False):
-            raise StrategyError(
-                f"{self.name}: the trainer has no AdaLoraSchedule callback, so AdaLoRA would never prune its ranks: "
-                "add pet_lightning.callbacks.AdaLoraSchedule() to the trainer's callbacks (the CLI adds it)"
-            )
 
     # LoRA+ (Hayou et al.): B matrices at `lora_plus_ratio` times the learning rate of the A matrices.
     def learning_rate_scale(self, name: str) -> float:
@@ -151,7 +116,8 @@ class PeftStrategy(Strategy):
 
         hf = unwrap(model)
         if hasattr(hf, "peft_config") or model is not hf:
-            raise StrategyError(f"{self.name}: the model already carries a peft method: call remove(model) first")
+            raise StrategyError(f"{self.name}: the model already carries a peft method: call remove() on its report "
+                                "first")
         wraps_encoder = self._wraps_encoder(hf)
         config = self.peft_config(hf, "FEATURE_EXTRACTION" if wraps_encoder else "SEQ_CLS")
         target = getattr(hf, hf.base_model_prefix) if wraps_encoder else hf
@@ -176,9 +142,10 @@ class PeftStrategy(Strategy):
 
     def apply(self, model: nn.Module) -> StrategyReport:
         # A config that adapts nothing in the encoder is refused by peft (no target, or only the head, which the
-        # strategy keeps whole) in prepare, or by _report (no trained tensor), like any strategy selecting nothing.
+        # strategy keeps whole) in prepare, or by report_injected (no trained tensor), like any strategy selecting
+        # nothing.
         wrapped = self.prepare(model)
-        return _report(self, wrapped, added=self.added_parameters(wrapped))
+        return report_injected(self, wrapped, added=self.added_parameters(wrapped))
 
     def added_parameters(self, model: nn.Module) -> set[str]:
         """Every parameter peft added, trained or not (AdaLoRA's fixed ``ranknum`` too): outside the backbone total."""
@@ -205,7 +172,7 @@ class PeftStrategy(Strategy):
                         names |= {f"{module_name}.{attribute}.{n}" for n, _ in holder.named_parameters()}
         return names
 
-    def remove(self, model: nn.Module) -> nn.Module:
+    def undo(self, applied: StrategyReport) -> nn.Module:
         """Drop the method (unmerged) and keep the trained head: returns the plain Hugging Face model.
 
         PiSSA and OLoRA initialisations moved part of the pretrained weights into the adapter; after removal the
@@ -213,6 +180,7 @@ class PeftStrategy(Strategy):
         """
         from peft import PeftModel
 
+        model = applied.model
         if isinstance(model, PeftModel):
             if not model.active_peft_config.is_prompt_learning:
                 model.base_model.unload()
@@ -227,35 +195,6 @@ class PeftStrategy(Strategy):
         if hasattr(hf, "peft_config"):
             del hf.peft_config
         return hf
-
-
-@register_strategy("peft")
-@dataclass
-class PeftConfigStrategy(PeftStrategy):
-    """Any peft method from its config: ``config`` is a peft config object or
-    ``{"class_path": "peft.VeraConfig", "init_args": {...}}``.
-
-    Args:
-        config: The peft config. ``task_type`` and ``modules_to_save`` are set by the strategy (SEQ_CLS, the
-            task head); ``target_modules`` must name layers of the encoder.
-        lora_plus_ratio: LoRA+: the ``lora_B`` matrices train at this multiple of the learning rate (e.g. 16).
-    """
-
-    config: Any = None
-    lora_plus_ratio: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.config is None:
-            raise StrategyError("peft strategy needs a config: config: {class_path: peft.LoraConfig, init_args: {}}")
-        # Stored canonical (class path + non-default settings): JSON-serialisable for checkpoints and sweeps.
-        self.config = canonical_config(self.config)
-        _check_lora_plus(self.name, self.lora_plus_ratio)
-
-    def config_class(self) -> type:
-        return resolve_config_class(self.config["class_path"])
-
-    def config_spec(self, hf: nn.Module) -> dict[str, Any]:
-        return dict(self.config["init_args"])
 
 
 def _check_lora_plus(name: str, ratio: float | None) -> None:
@@ -294,35 +233,3 @@ def _unwrap_saved_modules(hf: nn.Module) -> None:
             active = module.active_adapters
             trained = module.modules_to_save[module.active_adapter] if active else module.original_module
             setattr(parent, name.rpartition(".")[2], trained)
-
-
-def _report(strategy: Strategy, model: nn.Module, added: set[str] | None = None) -> StrategyReport:
-    """Freeze everything but the method's tensors and the head; count them against the original backbone (without
-    the method's tensors and any other ``added`` ones)."""
-    hf = unwrap(model)
-    method = strategy.injected_parameters(model)
-    backbone_ids = {id(p) for p in backbone_of(hf).parameters()}
-    names = dict(model.named_parameters())
-    if any(".modules_to_save." in n for n in names):
-        head = [n for n in names if ".modules_to_save." in n]
-    else:
-        head = [n for n, p in names.items() if id(p) not in backbone_ids and n not in method]
-    model.requires_grad_(False)
-    for name in (*method, *head):
-        names[name].requires_grad_(True)
-    trainable = sum(names[n].numel() for n in method)
-    if trainable == 0:
-        raise StrategyError(
-            f"strategy {strategy.name!r} injected no parameter into {type(hf).__name__}: check its settings"
-        )
-    method_ids = {id(names[n]) for n in method | (added or set())}
-    total = sum(p.numel() for p in backbone_of(hf).parameters() if id(p) not in method_ids)
-    return StrategyReport(
-        strategy=strategy.name,
-        trainable=trainable,
-        total=total,
-        head=sum(names[n].numel() for n in head),
-        model=model,
-        trainable_names=tuple(n for n, p in model.named_parameters() if p.requires_grad),
-        head_names=tuple(head),
-    )

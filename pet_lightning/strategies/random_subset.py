@@ -4,8 +4,9 @@ By default the draw skips the embeddings and the pooler: about half of MiniLM's 
 most of their rows never see a token of a task's data, so a draw there would count parameters that never train.
 ``include_embeddings`` draws from the whole backbone.
 
-The choice uses torch's global random generator at ``apply`` time; ``PETModule`` seeds it with ``init_seed``,
-so the same seed picks the same elements (and a checkpoint can be checked against the rebuilt mask).
+The choice uses torch's global random generator at ``apply`` time and is kept as the report's masks;
+``PETModule`` seeds it with ``init_seed``, so the same seed picks the same elements (and a checkpoint can be checked
+against the rebuilt mask).
 Tensors that hold a chosen element require grad; a gradient hook zeroes the gradient of every other element
 and ``PETModule`` gives these tensors no weight decay, so under AdamW the unchosen elements stay bitwise equal
 to the pretrained values.
@@ -25,7 +26,7 @@ from pet_lightning.strategies.roles import check_layers, find_roles, parameter_n
 
 
 @register_strategy("random", "random_subset")
-@dataclass
+@dataclass(frozen=True)
 class RandomSubset(Strategy):
     """A uniform random subset of the backbone's scalar parameters trains.
 
@@ -53,15 +54,25 @@ class RandomSubset(Strategy):
             raise StrategyError(f"strategy {self.name!r}: count={self.count!r} must be a positive integer")
         if self.fraction is not None and not 0 < self.fraction <= 1:
             raise StrategyError(f"strategy {self.name!r}: fraction={self.fraction!r} must be in (0, 1]")
-        self.layers = check_layers(self.layers, self.name)
+        object.__setattr__(self, "layers", check_layers(self.layers, self.name))
         if self.include_embeddings and self.layers is not None:
             raise StrategyError(
                 f"strategy {self.name!r}: include_embeddings draws from the whole backbone: drop layers, or set "
                 "include_embeddings: false"
             )
-        self._drawn: dict[str, torch.Tensor] = {}
+
+    def choose(self, model: nn.Module) -> tuple[list[str], dict[str, torch.Tensor]]:
+        # One draw gives both the tensors that train and their masks; the report keeps it (its masks).
+        drawn = self.draw(model)
+        return list(drawn), drawn
 
     def select(self, model: nn.Module) -> Iterable[str]:
+        """The tensors holding a chosen element, in a fresh draw."""
+        return list(self.draw(model))
+
+    def draw(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        """Draw the subset from torch's global generator: name -> element mask of each tensor holding a chosen
+        element."""
         hf = unwrap(model)
         pool = self._pool(hf)
         parameters = dict(hf.named_parameters())
@@ -75,15 +86,12 @@ class RandomSubset(Strategy):
             )
         flat = torch.zeros(available, dtype=torch.bool)
         flat[_draw(available, wanted)] = True
-        self._drawn = {}
+        drawn = {}
         for name, chunk in zip(pool, flat.split(sizes)):
             if chunk.any():
                 # A copy: a view would keep (and pickle) the whole flat mask alive.
-                self._drawn[name] = chunk.view_as(parameters[name]).clone()
-        return list(self._drawn)
-
-    def gradient_masks(self, model: nn.Module, selected: list[str]) -> dict[str, torch.Tensor]:
-        return {name: self._drawn[name] for name in selected}
+                drawn[name] = chunk.view_as(parameters[name]).clone()
+        return drawn
 
     def _pool(self, hf: nn.Module) -> list[str]:
         if self.include_embeddings:

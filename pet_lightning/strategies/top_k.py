@@ -12,7 +12,7 @@ from pet_lightning.strategies.roles import find_roles, parameter_names
 
 
 @register_strategy("top_k_layers", "top_k", "topk")
-@dataclass
+@dataclass(frozen=True)
 class TopKLayers(Strategy):
     """Every parameter of the top ``k`` transformer layers trains; embeddings, lower layers and anything else
     of the backbone outside the layer stack (e.g. BERT's pooler) stay frozen.

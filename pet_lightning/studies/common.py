@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pet_lightning.errors import StudyError
 from pet_lightning.reports.cells import Cell, Report
 from pet_lightning.reports.examples import resolution_section
 from pet_lightning.reports.stats import mean_of, std_of
 from pet_lightning.reports.tables import markdown_table, write_csv
 from pet_lightning.reports.verdicts import FINDINGS_HEADER, Finding, finding_row
-from pet_lightning.sweeps.files import SweepError
 from pet_lightning.sweeps.records import PROVENANCE_PACKAGES
 
 COLLAPSE_MARK = "‡"
@@ -70,14 +70,14 @@ def study_runs(records: list[dict[str, Any]], study: str) -> StudyRuns:
     """Check that ``records`` are finished runs of ``study`` at one scale."""
     ok = [r for r in records if r.get("status", "ok") == "ok"]
     if not ok:
-        raise SweepError(f"no finished runs of study {study} in the results: run its study file first")
+        raise StudyError(f"no finished runs of study {study} in the results: run its study file first")
     studies = sorted({str(r.get("study")) for r in ok})
     if studies != [study]:
-        raise SweepError(f"the results hold runs of {', '.join(studies)}, not only of study {study}: report each "
+        raise StudyError(f"the results hold runs of {', '.join(studies)}, not only of study {study}: report each "
                          "study's results.jsonl on its own")
     scales = sorted({str(r.get("scale")) for r in ok})
     if len(scales) != 1:
-        raise SweepError(f"the results mix scales {', '.join(scales)} of study {study}: report one scale at a time")
+        raise StudyError(f"the results mix scales {', '.join(scales)} of study {study}: report one scale at a time")
     return StudyRuns(study, scales[0], ok, _backbones(ok), sum(float(r.get("wall_s") or 0) for r in ok))
 
 

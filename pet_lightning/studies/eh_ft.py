@@ -20,16 +20,23 @@ from pet_lightning.reports.stats import mean_of, std_of
 from pet_lightning.reports.tables import markdown_table
 from pet_lightning.reports.verdicts import FINDINGS_HEADER, finding_row
 from pet_lightning.studies.common import (
+    StudyRuns,
     cell_mean,
     cell_text,
     collapse_note,
     findings_table,
     fmt,
-    study_runs,
     trainable_pct,
     write_table,
 )
+from pet_lightning.studies.eh_ft_findings import (
+    PAPER_AVERAGE,
+    distance_findings,
+    gain_findings,
+    label,
+)
 from pet_lightning.studies.published import PaperNames, StudyTable, load_study_table
+from pet_lightning.studies.registry import layout
 
 NOT_IN_PAPER = "(not in the paper)"
 TABLE1_NAMES = PaperNames(
@@ -49,23 +56,6 @@ TABLE1_NAMES = PaperNames(
                  "logs, and its Finetuning row quotes RoBERTa's accuracy), STS-B Pearson, CoLA Matthews "
                  "correlation, accuracy otherwise."),
 )
-# Our row labels: the paper's names, without its LaTeX subscripts.
-ROW_LABELS = {
-    "finetuning": "Finetuning", "linear_probing": "Linear Probing", "prefix_tuning": "Prefix-Tuning", "lora": "LoRA",
-    "bitfit": "BitFit", "top_k": "Top-K Tuning", "mixout": "Mixout", "child_tuning_d": "Child-Tuning_D",
-    "lp_ft": "LP-FT", "eh_ft_lora": "EH-FT_LoRA", "eh_ft_pt": "EH-FT_PT", "eh_ft_bitfit": "EH-FT_BitFit",
-    # The paper scale's Top-K rows beyond K = 3 (the study's code runs K in {3, 6, 12}; the table prints one row).
-    "top_k_6": "Top-K Tuning (K = 6)", "top_k_12": "Top-K Tuning (K = 12)",
-}
-EH_FT_ROWS = ("eh_ft_lora", "eh_ft_pt", "eh_ft_bitfit")
-BASELINES = ("finetuning", "lp_ft")
-PAPER_AVERAGE = "avg"
-
-
-def label(method: str) -> str:
-    return ROW_LABELS.get(method, method)
-
-
 def distances(records: list[dict[str, Any]]) -> dict[str, dict[int, float]]:
     """Per method, per seed: the selected model's total L2 distance from the pretrained backbone, averaged over
     the tasks of that seed."""
@@ -182,10 +172,8 @@ def _scope_note(report: Report, published: StudyTable | None) -> str:
     return text
 
 
-def write_table1(records: list[dict[str, Any]], out: Path, alpha: float = 0.05) -> dict[str, Path]:
-    from pet_lightning.studies.eh_ft_findings import distance_findings, gain_findings
-
-    runs = study_runs(records, "eh_ft_table1")
+@layout("eh_ft_table1")
+def write_table1(runs: StudyRuns, out: Path, alpha: float) -> dict[str, Path]:
     present = {record["task"] for record in runs.records}
     metrics = {task: metric for task, metric in TABLE1_NAMES.metrics.items() if task in present}
     report = build_report(runs.records, baseline="finetuning", alpha=alpha, metrics=metrics)
@@ -194,7 +182,6 @@ def write_table1(records: list[dict[str, Any]], out: Path, alpha: float = 0.05) 
     methods += [m for m in report.methods if m not in TABLE1_NAMES.rows]
     pct, dist = trainable_pct(runs.records), distances(runs.records)
     header, rows, csv_rows = table1_rows(report, methods, published, pct, dist)
-    out.mkdir(parents=True, exist_ok=True)
     table, paths = write_table(out, "table1", header, rows, csv_rows)
     layer_text, layer_paths = _layer_table(out, methods, runs.records)
     paths.update(layer_paths)

@@ -14,12 +14,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pet_lightning.errors import PetLightningError
+
 PUBLISHED_DIR = Path(__file__).with_name("published")
 COLUMNS = ("row", "task", "value", "std", "setting")
 OPTIONAL_COLUMNS = ("mark",)
 
 
-class PublishedError(ValueError):
+class PublishedError(PetLightningError):
     """A published-table file that cannot be read; the message names the file, the line and the fix."""
 
 

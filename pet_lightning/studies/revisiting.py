@@ -25,12 +25,13 @@ from pet_lightning.reports.tables import (
     SAME,
     WORSE,
     cell_marks,
-    table2_beside_paper,
-    table3,
+    group_trend_table,
+    mean_std_beside_paper,
 )
 from pet_lightning.reports.verdicts import cohen_kappa
-from pet_lightning.studies.common import collapse_note, findings_table, fmt, study_runs, trainable_pct, write_table
+from pet_lightning.studies.common import StudyRuns, collapse_note, findings_table, fmt, trainable_pct, write_table
 from pet_lightning.studies.published import PaperNames, StudyTable, load_study_table
+from pet_lightning.studies.registry import layout
 
 PET_METHODS = ("adapter", "prefix", "lora", "bitfit")
 FIGURE4_TASKS = ("cb", "copa", "wsc", "rte")
@@ -127,20 +128,19 @@ def row_paper(paper: StudyTable | None, method: str, group: str) -> str:
     return GROUP_WORDS.get((paper.mark(method, group) if paper else None) or "", "–")
 
 
-def write_table2(records: list[dict[str, Any]], out: Path, alpha: float = 0.05) -> dict[str, Path]:
+@layout("revisiting_table2")
+def write_table2(runs: StudyRuns, out: Path, alpha: float) -> dict[str, Path]:
     from pet_lightning.studies.revisiting_claims import (
         fewer_parameters_test,
         group_findings,
         prefix_lags_findings,
     )
 
-    runs = study_runs(records, "revisiting_table2")
     report = study_report(runs.records, alpha)
-    out.mkdir(parents=True, exist_ok=True)
     paper2, paper3 = study_table("revisiting_table2"), study_table("revisiting_table3")
-    header, rows, csv_rows = table2_beside_paper(report, paper2, {t: paper_metric(t) for t in report.tasks})
+    header, rows, csv_rows = mean_std_beside_paper(report, paper2, {t: paper_metric(t) for t in report.tasks})
     text2, paths = write_table(out, "table2", header, rows, csv_rows)
-    header, rows, csv3 = table3(report)
+    header, rows, csv3 = group_trend_table(report)
     header = [header[0], *(c for h in header[1:] for c in (f"{h}: ours", "paper"))]
     groups = [g for g in GROUPS if any(report.group_of(t) == g for t in report.tasks)]
     trends = {(r["method"], r["group"]): r["trend"] for r in csv3}
@@ -180,10 +180,9 @@ def write_table2(records: list[dict[str, Any]], out: Path, alpha: float = 0.05) 
     return paths
 
 
-def write_figure4(records: list[dict[str, Any]], out: Path, alpha: float = 0.05) -> dict[str, Path]:
-    runs = study_runs(records, "revisiting_figure4")
+@layout("revisiting_figure4")
+def write_figure4(runs: StudyRuns, out: Path, alpha: float) -> dict[str, Path]:
     report = study_report(runs.records, alpha)
-    out.mkdir(parents=True, exist_ok=True)
     report.tasks = [t for t in FIGURE4_TASKS if t in report.tasks] + [t for t in report.tasks
                                                                        if t not in FIGURE4_TASKS]
     paths = {"figure4": plot_seed_distributions(report, out / "figure4.png")}

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from pet_lightning.errors import StudyError
 from pet_lightning.reports.cells import Report, build_report
 from pet_lightning.reports.figures import pyplot
 from pet_lightning.reports.stats import mean_of, std_of
@@ -38,8 +39,9 @@ from pet_lightning.reports.verdicts import (
     holm_family,
     variance_finding,
 )
-from pet_lightning.studies.common import collapse_note, findings_table, fmt, study_runs, trainable_pct, write_table
+from pet_lightning.studies.common import StudyRuns, collapse_note, findings_table, fmt, trainable_pct, write_table
 from pet_lightning.studies.published import PaperNames
+from pet_lightning.studies.registry import layout
 from pet_lightning.studies.revisiting_figure_tests import (
     expected_normal_max,
     max_gap_mde,
@@ -143,10 +145,9 @@ def most_tasks_finding(per_task: list[Finding], alpha: float, margin: float = CL
                    "points", detail)
 
 
-def write_figure3(records: list[dict[str, Any]], out: Path, alpha: float = 0.05) -> dict[str, Path]:
-    runs = study_runs(records, "revisiting_figure3")
+@layout("revisiting_figure3")
+def write_figure3(runs: StudyRuns, out: Path, alpha: float) -> dict[str, Path]:
     report = _report(runs, alpha)
-    out.mkdir(parents=True, exist_ok=True)
     rows, csv_rows, gaps, per_task = [], [], {}, []
     for task in report.tasks:
         full, prefix = report.cell(task, "full"), report.cell(task, "prefix")
@@ -239,16 +240,13 @@ def trend_finding(claim: str, report: Report, pct: dict[str, float], strata: lis
                    "tau", detail)
 
 
-def write_figure5(records: list[dict[str, Any]], out: Path, alpha: float = 0.05) -> dict[str, Path]:
-    runs = study_runs(records, "revisiting_figure5")
+@layout("revisiting_figure5")
+def write_figure5(runs: StudyRuns, out: Path, alpha: float) -> dict[str, Path]:
     report = _report(runs, alpha)
-    out.mkdir(parents=True, exist_ok=True)
     pct = trainable_pct(runs.records)
     families = [f for f in FAMILIES if any(m.startswith(f"{f}_") for m in report.methods)]
     if not families:
-        from pet_lightning.sweeps.files import SweepError
-
-        raise SweepError("no <family>_<size> methods (adapter_small, lora_large, ...) in these results")
+        raise StudyError("no <family>_<size> methods (adapter_small, lora_large, ...) in these results")
     plt = pyplot()
     fig, axes = plt.subplots(len(report.tasks), len(families), figsize=(4.2 * len(families),
                                                                            3.2 * len(report.tasks)), squeeze=False)
@@ -327,10 +325,9 @@ def iterations_findings(task: str, method: str, cells: dict[str, Any], alpha: fl
     return first, second
 
 
-def write_iterations(records: list[dict[str, Any]], out: Path, alpha: float = 0.05) -> dict[str, Path]:
-    runs = study_runs(records, "revisiting_iterations")
+@layout("revisiting_iterations")
+def write_iterations(runs: StudyRuns, out: Path, alpha: float) -> dict[str, Path]:
     report = _report(runs, alpha)
-    out.mkdir(parents=True, exist_ok=True)
     conditions: dict[tuple[str, str], dict[str, Any]] = {}
     for method in report.methods:
         match = CONDITION.match(method)

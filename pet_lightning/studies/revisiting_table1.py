@@ -25,10 +25,12 @@ import csv
 from pathlib import Path
 from typing import Any
 
+from pet_lightning.errors import StudyError
 from pet_lightning.reports.stats import mean_of, std_of
 from pet_lightning.reports.tables import markdown_table
 from pet_lightning.reports.verdicts import Finding, fmt_p, holm, kendall_finding, paired_finding, sign_flip_p
-from pet_lightning.studies.common import findings_table, fmt, study_runs, write_table
+from pet_lightning.studies.common import StudyRuns, findings_table, fmt, write_table
+from pet_lightning.studies.registry import layout
 from pet_lightning.studies.revisiting import REVISITING_NAMES, _page, published_note, study_table
 from pet_lightning.sweeps.records import run_path
 
@@ -56,9 +58,7 @@ def selected_scores(history: dict[int, dict[str, float]], headline: str) -> dict
     (``val/...``), ``2-2`` on the reported half itself (``val/..._report``); by loss (min) or headline (max)."""
     reported = f"val/{headline}_report"
     if not history or any(reported not in values for values in history.values()):
-        from pet_lightning.sweeps.files import SweepError
-
-        raise SweepError("a run logged no val/*_report metrics: revisiting_table1 runs need data.init_args."
+        raise StudyError("a run logged no val/*_report metrics: revisiting_table1 runs need data.init_args."
                          "watch_report: true (the reported half evaluated every epoch)")
     scores = {}
     for half, criterion in SETTINGS:
@@ -85,9 +85,8 @@ def paper_inflation(paper, method: str, task: str, criterion: str) -> tuple[floa
     return None, ""
 
 
-def write_table1(records: list[dict[str, Any]], out: Path, alpha: float = 0.05) -> dict[str, Path]:
-    runs = study_runs(records, "revisiting_table1")
-    out.mkdir(parents=True, exist_ok=True)
+@layout("revisiting_table1")
+def write_table1(runs: StudyRuns, out: Path, alpha: float) -> dict[str, Path]:
     paper = study_table("revisiting_table1")
     per_run = {(r["task"], r["method"], int(r["seed"])): (selected_scores(validation_history(r), r["headline"]), r)
                for r in runs.records}

@@ -18,12 +18,12 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from pet_lightning.reports.cells import SEED_MODE_LABELS
 from pet_lightning.reports.stats import mean_of, std_interval, std_of
 from pet_lightning.reports.verdicts import Finding, all_of, decide, holm_family, variance_finding
-from pet_lightning.studies.common import collapse_note, findings_table, fmt, study_runs, write_table
+from pet_lightning.studies.common import StudyRuns, collapse_note, findings_table, fmt, write_table
+from pet_lightning.studies.registry import layout
 from pet_lightning.studies.revisiting import REVISITING_NAMES, _page, published_note, study_report, study_table
 
 MARGIN = 0.5
@@ -57,10 +57,9 @@ def _std_text(values: list[float]) -> str:
     return f"{fmt(std_of(values), 2)} [{fmt(low, 2)}, {fmt(high, 2)}] (n={len(values)})"
 
 
-def write_table4(records: list[dict[str, Any]], out: Path, alpha: float = 0.05) -> dict[str, Path]:
-    runs = study_runs(records, "revisiting_table4")
+@layout("revisiting_table4")
+def write_table4(runs: StudyRuns, out: Path, alpha: float) -> dict[str, Path]:
     report = study_report(runs.records, alpha)
-    out.mkdir(parents=True, exist_ok=True)
     paper = study_table("revisiting_table4")
     modes = [m for m in MODES if any(key[2] == m for key in report.cells)]
     header = ["task", "method"]

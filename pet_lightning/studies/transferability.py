@@ -29,16 +29,17 @@ from pet_lightning.reports.verdicts import (
     welch_finding,
 )
 from pet_lightning.studies.common import (
+    StudyRuns,
     cell_mean,
     cell_text,
     collapse_note,
     findings_table,
     fmt,
-    study_runs,
     trainable_pct,
     write_table,
 )
 from pet_lightning.studies.published import PaperNames, StudyTable, load_study_table
+from pet_lightning.studies.registry import layout
 from pet_lightning.studies.transferability_table3 import band_of, depth_overlap, write_table3
 
 __all__ = ["TABLE1_NAMES", "band_of", "depth_overlap", "write_table1", "write_table3"]
@@ -188,8 +189,8 @@ def _weak_below_strong(report: Report, published: StudyTable | None) -> tuple[Fi
     return replace(claim, detail=detail), members
 
 
-def write_table1(records: list[dict[str, Any]], out: Path, alpha: float = 0.05) -> dict[str, Path]:
-    runs = study_runs(records, "transferability_table1")
+@layout("transferability_table1")
+def write_table1(runs: StudyRuns, out: Path, alpha: float) -> dict[str, Path]:
     report = _table1_report(runs.records, alpha)
     published = load_study_table("transferability_table1", TABLE1_NAMES)
     tasks, pct, marks = report.tasks, trainable_pct(runs.records), {}
@@ -221,7 +222,6 @@ def write_table1(records: list[dict[str, Any]], out: Path, alpha: float = 0.05) 
         csv_row.update({"avg": average, "avg_paper_same_tasks": paper_average})
         rows.append(row)
         csv_rows.append(csv_row)
-    out.mkdir(parents=True, exist_ok=True)
     table, paths = write_table(out, "table1", header, rows, csv_rows)
     order = _order_findings(report, published, averages)
     weak, members = _weak_below_strong(report, published)

@@ -16,11 +16,13 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from pet_lightning.errors import StudyError
 from pet_lightning.reports.cells import Report, build_report
 from pet_lightning.reports.stats import mean_of
 from pet_lightning.reports.verdicts import Finding, holm_family, paired_finding
-from pet_lightning.studies.common import cell_mean, cell_text, collapse_note, findings_table, study_runs, write_table
+from pet_lightning.studies.common import StudyRuns, cell_mean, cell_text, collapse_note, findings_table, write_table
 from pet_lightning.studies.published import PaperNames, StudyTable, load_study_table
+from pet_lightning.studies.registry import layout
 
 LAYER_METHOD = re.compile(r"^layer_(\d+)$")
 PAPER_LAYER_ROW = re.compile(r"^layernorm_layer_(\d+)$")
@@ -152,15 +154,13 @@ def _best_bands(report: Report, layers: list[tuple[int, str]], count: int, publi
     return rows, csv_rows
 
 
-def write_table3(records: list[dict[str, Any]], out: Path, alpha: float = 0.05) -> dict[str, Path]:
-    runs = study_runs(records, "transferability_table3")
+@layout("transferability_table3")
+def write_table3(runs: StudyRuns, out: Path, alpha: float) -> dict[str, Path]:
     report = build_report(runs.records, baseline="full_ft", alpha=alpha, metrics=TABLE3_NAMES.metrics)
     published = load_study_table("transferability_table3", TABLE3_NAMES)
     layers = _layer_methods(report.methods)
     if not layers:
-        from pet_lightning.sweeps.files import SweepError
-
-        raise SweepError("no layer_<k> runs in these results: Table 3 tunes the LayerNorms of one layer per row")
+        raise StudyError("no layer_<k> runs in these results: Table 3 tunes the LayerNorms of one layer per row")
     count, paper_layers = max(k for k, _ in layers), _paper_layer_count(published)
     tasks = report.tasks
     header = ["Layer", "depth", "band", "paper's layers"]
@@ -190,7 +190,6 @@ def write_table3(records: list[dict[str, Any]], out: Path, alpha: float = 0.05) 
                             f"{task}_paper": paper})
         rows.append(row)
         csv_rows.append(csv_row)
-    out.mkdir(parents=True, exist_ok=True)
     table, paths = write_table(out, "table3", header, rows, csv_rows)
     best_rows, best_csv = _best_bands(report, layers, count, published, paper_layers)
     best_table, best_paths = write_table(out, "table3_best_band", ["Task", "our best layer", "paper's best layer",

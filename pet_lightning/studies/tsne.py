@@ -19,8 +19,9 @@ import numpy as np
 import yaml
 
 from pet_lightning.callbacks.features import FEATURES_FILE
-from pet_lightning.studies.common import fmt, study_runs, write_table
-from pet_lightning.sweeps.files import SweepError
+from pet_lightning.errors import StudyError
+from pet_lightning.studies.common import StudyRuns, fmt, write_table
+from pet_lightning.studies.registry import layout
 from pet_lightning.sweeps.records import run_path
 
 PANELS = {"random_head": "random head", "linear_probing": "linear probing", "lora": "LoRA", "bitfit": "BitFit",
@@ -31,7 +32,7 @@ def _features(record: dict[str, Any]) -> dict[str, np.ndarray]:
     # config_path is relative to the results file's folder in records since issue 34 (absolute before).
     path = (run_path(record, "config_path") or Path()).parent / FEATURES_FILE
     if not path.is_file():
-        raise SweepError(f"run {record['run_id']} left no {FEATURES_FILE} in {path.parent}: its study file must add "
+        raise StudyError(f"run {record['run_id']} left no {FEATURES_FILE} in {path.parent}: its study file must add "
                          "the pet_lightning.callbacks.HeadFeatures callback; rerun it")
     with np.load(path) as data:
         return dict(data)
@@ -65,7 +66,7 @@ def panels_of(records: list[dict[str, Any]]) -> dict[str, dict[str, np.ndarray]]
                     "report_hidden": _fresh_hidden(by_method[source], data["report_inputs"])}
         panels[method] = data
     if not panels:
-        raise SweepError(f"no runs of {', '.join(m for m in PANELS if m != 'random_head')} in these results")
+        raise StudyError(f"no runs of {', '.join(m for m in PANELS if m != 'random_head')} in these results")
     return panels
 
 
@@ -114,13 +115,12 @@ def plot_panels(panels: dict[str, dict[str, np.ndarray]], kind: str, path: Path,
     return scores
 
 
-def write_figure4(records: list[dict[str, Any]], out: Path, alpha: float = 0.05) -> dict[str, Path]:
-    runs = study_runs(records, "eh_ft_figure4")
+@layout("eh_ft_figure4")
+def write_figure4(runs: StudyRuns, out: Path, alpha: float) -> dict[str, Path]:
     tasks = sorted({record["task"] for record in runs.records})
     if len(tasks) != 1:
-        raise SweepError(f"eh_ft_figure4 draws one task; these results hold {', '.join(tasks)}: run one task")
+        raise StudyError(f"eh_ft_figure4 draws one task; these results hold {', '.join(tasks)}: run one task")
     panels = panels_of(runs.records)
-    out.mkdir(parents=True, exist_ok=True)
     paths = {"figure4": out / "figure4.png", "figure4_hidden": out / "figure4_hidden.png"}
     inputs = plot_panels(panels, "inputs", paths["figure4"],
                          f"{tasks[0]}: features entering the head after stage 1 (t-SNE)")

@@ -21,10 +21,11 @@ from typing import Any
 
 import yaml
 
+from pet_lightning.errors import PetLightningError
 from pet_lightning.paths import from_start, start_dir
 
 
-class SweepError(ValueError):
+class SweepError(PetLightningError):
     """A sweep file or results file that cannot be used; the message names the fix."""
 
 

@@ -15,7 +15,6 @@ Engine settings (``cpus_per_trial``, ``gpus_per_trial``, ``max_concurrent_trials
 from __future__ import annotations
 
 import copy
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,8 +34,6 @@ SELECTION_CHECKPOINT = "pet_lightning.callbacks.SelectionCheckpoint"
 SELECTION_EARLY_STOPPING = "pet_lightning.callbacks.SelectionEarlyStopping"
 REPLACED_CALLBACKS = ("ModelCheckpoint", "SelectionCheckpoint", "EarlyStopping", "RichProgressBar", "TQDMProgressBar",
                       "ResumeCheckpoints")
-# Settings of the home-made engine that Ray Tune replaced: old name -> new name (mapped with a printed note).
-RENAMED_SETTINGS = {"workers": "max_concurrent_trials", "threads": "cpus_per_trial"}
 REMOVED_SETTINGS = {
     "stale_after_s": "Ray Tune notices lost runs itself and restarts them (see max_failures): remove it",
 }
@@ -104,7 +101,8 @@ class SweepConfig:
             (``RAY_ADDRESS`` is read when neither this nor ``--address`` is given).
         storage_path: Where Ray keeps trial state and epoch checkpoints (a shared folder or an object-store URI on
             a cluster); defaults to ``out``.
-        study: Report layout of a study file (``transferability_table1``, ...); None for a plain sweep.
+        study: Report layout of a study file (``transferability_table1``, ...; ``cli.py study`` checks that it
+            names one); None for a plain sweep.
         scale: The study file's scale these settings are (``cpu``, ``paper``); set by :func:`apply_scale`.
         precision: Every run's ``trainer.precision``, applied after the method files (which set ``bf16-mixed``;
             ``base`` cannot override them): e.g. ``16-mixed`` on GPUs without bf16 (V100, T4). None keeps theirs.
@@ -176,10 +174,6 @@ class SweepConfig:
         if monitor not in SELECT_MODES:
             raise SweepError(f"select.monitor={monitor!r}: choose one of {', '.join(SELECT_MODES)}")
         self.select = {"monitor": monitor, "patience": self.select.get("patience", 10)}
-        if self.study is not None:
-            from pet_lightning.studies import check_layout
-
-            check_layout(self.study)
         default_out = f"runs/studies/{self.name}/{self.scale}" if self.scale else f"runs/sweeps/{self.name}"
         # Folders are fixed here to the folder the command started in: trials run in Ray workers started elsewhere.
         self.out = from_start(self.out or default_out)
@@ -216,14 +210,6 @@ class SweepConfig:
         for old, reason in REMOVED_SETTINGS.items():
             if old in raw:
                 raise SweepError(f"{path}: `{old}` is no longer a sweep setting: {reason}")
-        for old, new in RENAMED_SETTINGS.items():
-            if old in raw:
-                if new in raw:
-                    raise SweepError(f"{path}: `{old}` is now `{new}` and both are set: remove `{old}`")
-                # Old files keep working; the note tells the user the name that Ray Tune's engine reads.
-                print(f"note: {path}: `{old}: {raw[old]}` is now `{new}: {raw[old]}` (runs are Ray Tune trials): "
-                      f"rename it", file=sys.stderr, flush=True)
-                raw[new] = raw.pop(old)
         known = set(cls.__dataclass_fields__)
         extra = sorted(set(raw) - known)
         if extra:

@@ -20,6 +20,7 @@ from pet_lightning.sweeps.records import append_result, failed_record, load_resu
 
 PRINT_EVERY_S = 60.0
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Fault|Interrupt|Exit)\b:?")
+_NODE_LOST = "because its node has died"
 _ACTIVE: SweepProgress | None = None
 
 
@@ -41,9 +42,11 @@ def error_line(trial) -> str:
     # Ray wraps the run's own exception in its traceback text; the last "SomethingError: ..." line is the cause.
     raised = [line for line in lines if _EXCEPTION_LINE.match(line)]
     where = f" (traceback: {trial.error_file})" if trial.error_file else ""
+    # A lost node surfaces as a generic actor death; Ray's detail says why.
+    lost = "its Ray node was lost: " if _NODE_LOST in text else ""
     if raised:
-        return raised[-1] + where
-    return (lines[-1] if lines else "the trial failed without an error message") + where
+        return lost + raised[-1] + where
+    return lost + (lines[-1] if lines else "the trial failed without an error message") + where
 
 
 class SweepProgress:

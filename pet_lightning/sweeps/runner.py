@@ -74,7 +74,37 @@ def trial_name(trial) -> str:
 
 
 def _storage(sweep: SweepConfig) -> str:
+    """Where Ray keeps trial state: a local folder, or a URI (``s3://``, ``file://``...) handed to Ray as it is."""
     return from_start(sweep.storage_path or sweep.out)
+
+
+def storage_filesystem(storage: str):
+    """The pyarrow file system and path of ``storage``, resolved as Ray resolves it (``FileSystem.from_uri``)."""
+    import pyarrow.fs
+
+    if "://" not in storage:
+        return pyarrow.fs.LocalFileSystem(), storage
+    return pyarrow.fs.FileSystem.from_uri(storage)
+
+
+def check_storage(storage: str) -> None:
+    """Fail in one line, before any trial starts, where Ray could not keep trial state: a URI scheme no file system
+    answers to, a bucket that cannot be reached, a folder that cannot be created."""
+    import pyarrow
+
+    scheme = storage.split("://", 1)[0] if "://" in storage else None
+    try:
+        filesystem, path = storage_filesystem(storage)
+        filesystem.create_dir(path, recursive=True)
+    except (pyarrow.ArrowException, OSError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if scheme is not None and "nrecognized" in reason:
+            raise SweepError(f"storage_path {storage}: no file system for {scheme}:// ({reason}): use a folder every "
+                             "node sees, or a file://, s3://, gs://, abfs:// or hdfs:// URI") from None
+        where = "the bucket" if scheme not in (None, "file") else "the folder"
+        raise SweepError(f"storage_path {storage}: cannot write there ({reason}): check that {where} exists and "
+                         "this machine can write to it (credentials in the environment for a bucket), or set "
+                         "storage_path to a folder every node sees") from None
 
 
 def for_trial(run: RunSpec) -> RunSpec:
@@ -158,6 +188,7 @@ def run_sweep(config_path: str, filters: dict[str, list[str]] | None = None, ove
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # Ray's workers inherit this environment: a relative PET_DATA_DIR set since import must not reach them as such.
     pin_environment()
+    check_storage(_storage(sweep))
     target = resolve_address(address, sweep)
     connect(target, sweep)
     progress = SweepProgress(sweep, runs, todo, done)
@@ -175,8 +206,8 @@ def run_sweep(config_path: str, filters: dict[str, list[str]] | None = None, ove
             raise SweepError(f"Ray Tune stopped the sweep: {str(err).splitlines()[0]}") from None
     finally:
         set_active(None)
-        if target == LOCAL:
-            ray.shutdown()
+        # Stops the local instance; on a cluster only this driver leaves (the nodes and their other jobs stay).
+        ray.shutdown()
     progress.print_line(force=True)
     records = {r["run_id"]: r for r in load_results(sweep.results_path, include_failed=True)}
     failed = [run.run_id for run in runs if records.get(run.run_id, {}).get("status") == "failed"
@@ -195,18 +226,27 @@ def run_sweep(config_path: str, filters: dict[str, list[str]] | None = None, ove
 
 
 def _drop_epoch_checkpoints(sweep: SweepConfig, runs: list, experiment: str) -> None:
-    """Epoch checkpoints of finished runs are only for resuming: remove them (local storage only)."""
+    """Epoch checkpoints of finished runs are only for resuming: remove them, wherever ``storage_path`` is."""
+    import pyarrow
+    import pyarrow.fs
+
     from pet_lightning.sweeps.trainable import TUNE_RESUME_FOLDER
 
-    storage = _storage(sweep)
-    if "://" in storage:
+    finished = finished_ids(sweep.results_path)
+    done = [run.run_id for run in runs if run.run_id in finished]
+    try:
+        filesystem, root = storage_filesystem(_storage(sweep))
+    except (pyarrow.ArrowException, OSError):
         return
-    done = finished_ids(sweep.results_path)
-    for run in runs:
-        if run.run_id in done:
-            for folder in (Path(storage) / experiment / run.run_id).glob("checkpoint_*"):
-                shutil.rmtree(folder, ignore_errors=True)
-            shutil.rmtree(sweep.run_dir(run.run_id) / TUNE_RESUME_FOLDER, ignore_errors=True)
+    for run_id in done:
+        shutil.rmtree(sweep.run_dir(run_id) / TUNE_RESUME_FOLDER, ignore_errors=True)
+        found = pyarrow.fs.FileSelector(f"{root.rstrip('/')}/{experiment}/{run_id}", allow_not_found=True)
+        try:
+            for info in filesystem.get_file_info(found):
+                if info.type == pyarrow.fs.FileType.Directory and info.base_name.startswith("checkpoint_"):
+                    filesystem.delete_dir(info.path)
+        except (pyarrow.ArrowException, OSError):
+            continue  # disk space, not results: a store that refuses the deletion keeps them
 
 
 def status(config_path: str, filters: dict[str, list[str]], scale: str | None = None) -> int:
@@ -242,7 +282,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--address", help="Ray cluster: 'auto' or '<head>:6379' (default: a local Ray instance)")
     for key, kind in ENGINE_FLAGS.items():
         parser.add_argument(f"--{key.replace('_', '-')}", type=kind, help=f"overrides the sweep file's {key}")
-    parser.add_argument("--workers", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--dry-run", action="store_true", help="list the runs and their state, run nothing")
     for key in ("task", "method", "seed", "seed-mode"):
         parser.add_argument(f"--{key}", action="append", default=[],
@@ -252,10 +291,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    if args.workers is not None:
-        print(f"error: --workers is gone: use --max-concurrent-trials {args.workers} (runs are Ray Tune trials)",
-              file=sys.stderr)
-        return 2
     filters = {
         key: [v for value in getattr(args, key) for v in str(value).split(",") if v]
         for key in ("task", "method", "seed", "seed_mode")
@@ -265,7 +300,7 @@ def main(argv: list[str]) -> int:
         if args.dry_run:
             return status(args.config, filters, args.scale)
         return run_sweep(args.config, filters, overrides, address=args.address, scale=args.scale)
-    except (SweepError, ValueError) as err:
+    except ValueError as err:  # our errors (PetLightningError) and a bad value a library refuses
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -22,7 +22,6 @@ Ray restarts a trial, and ends by reporting the record (as JSON) for the driver 
 
 from __future__ import annotations
 
-import fnmatch
 import gc
 import importlib
 import json
@@ -40,6 +39,7 @@ import yaml
 from lightning.pytorch.callbacks import Callback, Checkpoint
 
 from pet_lightning.callbacks.report_predictions import PREDICTIONS_FILE, ReportPredictions
+from pet_lightning.callbacks.resume import lightning_resume_warnings_ignored
 from pet_lightning.sweeps.plan import SELECTION_CHECKPOINT, RunSpec, SweepConfig, full_config
 from pet_lightning.sweeps.records import RECORD_FILE, ok_record, relative_to_out
 
@@ -47,16 +47,6 @@ RESUME_FILE = "epoch.ckpt"
 PROGRESS_FILE = "progress.jsonl"
 # Where a restarted trial's checkpoint is copied out of Ray's storage (ResumeCheckpoints owns <run_dir>/resume).
 TUNE_RESUME_FOLDER = "tune_resume"
-# Test hooks (read only when set): "<once|always>:<run-id glob>" makes matching runs raise, `once` at the end of
-# the first epoch of the first attempt only, `always` when training starts; "<glob>:<seconds>" pauses matching runs
-# after every epoch checkpoint (so a test can kill the driver between two epochs).
-FAULT_ENV = "PET_SWEEP_TEST_FAULT"
-PAUSE_ENV = "PET_SWEEP_TEST_PAUSE"
-
-
-class InjectedFault(RuntimeError):
-    """Raised by the ``PET_SWEEP_TEST_FAULT`` test hook."""
-
 
 # An epoch checkpoint is skipped while the last one took SLOW_SAVE_S or more and was written less than
 # SAVE_SPACING times its own duration ago: checkpoint I/O then costs at most about 1/SAVE_SPACING of the run (EH-FT's
@@ -128,41 +118,6 @@ class RunLog(Callback):
         self.write(event="epoch", epoch=trainer.current_epoch, step=trainer.global_step)
 
 
-class TestHooks(Checkpoint):
-    """The ``PET_SWEEP_TEST_FAULT`` / ``PET_SWEEP_TEST_PAUSE`` hooks; runs after :class:`EpochCheckpoint`."""
-
-    __test__ = False  # not a pytest class
-
-    def __init__(self, run_id: str, run_dir: Path):
-        self.run_id, self.run_dir = run_id, run_dir
-        self.fault = _hook(FAULT_ENV, run_id)
-        self.pause = _hook(PAUSE_ENV, run_id)
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.fault == "always":
-            raise InjectedFault(f"{FAULT_ENV}: run {self.run_id} fails every attempt")
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.pause:
-            time.sleep(float(self.pause))
-        marker = self.run_dir / ".fault_once"
-        if self.fault == "once" and not marker.exists():
-            marker.touch()
-            raise InjectedFault(f"{FAULT_ENV}: run {self.run_id} fails once, after epoch {trainer.current_epoch}")
-
-
-def _hook(variable: str, run_id: str) -> str | None:
-    """``"<value>:<glob>"`` (fault) or ``"<glob>:<value>"`` (pause) -> the value when the glob matches run_id."""
-    setting = os.environ.get(variable)
-    if not setting:
-        return None
-    first, _, second = setting.partition(":")
-    value, pattern = (first, second) if variable == FAULT_ENV else (second, first)
-    if variable == FAULT_ENV and value not in ("once", "always"):
-        raise ValueError(f"{variable}={setting!r}: use 'once:<run-id glob>' or 'always:<run-id glob>'")
-    return value if fnmatch.fnmatchcase(run_id, pattern) else None
-
-
 def _placement(config: dict[str, Any], gpus_per_trial: float) -> None:
     """The trainer's device follows the trial's reservation: one (possibly shared) GPU, or the CPU.
 
@@ -211,6 +166,7 @@ def execute(
     gpus_per_trial: float = 0.0,
     resume_from: Path | None = None,
     report: Callable[[dict[str, Any], Path | None], None] | None = None,
+    node: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Train one run (resuming from ``resume_from``), test its kept checkpoint, write and return its record.
 
@@ -218,10 +174,9 @@ def execute(
         threads: Torch threads of the run (the CPUs its trial holds).
         report: Receives every epoch's metrics and resume checkpoint (Ray Tune's ``report`` in a trial);
             None writes no resume checkpoints.
+        node: The Ray node training it (``id``, ``ip``), kept in the record as ``node``.
     """
     import torch
-
-    from pet_lightning.lightning_cli import cli_from_config
 
     run_dir = sweep.run_dir(run.run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -232,41 +187,17 @@ def execute(
     torch.set_num_threads(threads)
     cap_gpu_memory(gpus_per_trial)
     start = time.perf_counter()
-    # The sweep's own argv is not meant for LightningCLI (it gets the run's config file): silence its warning.
-    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
-    cli = cli_from_config(config_path)
-    trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
-    module_name, class_name = SELECTION_CHECKPOINT.rsplit(".", 1)
-    selection_type = getattr(importlib.import_module(module_name), class_name)
-    selection = next(cb for cb in trainer.callbacks if type(cb) is selection_type)
-    # Appended after the trainer sorted its callbacks: these run after early stopping and the kept checkpoint.
-    if report is not None:
-        trainer.callbacks.append(EpochCheckpoint(report))
-    trainer.callbacks.append(RunLog(run_dir / PROGRESS_FILE))
-    if os.environ.get(FAULT_ENV) or os.environ.get(PAUSE_ENV):
-        trainer.callbacks.append(TestHooks(run.run_id, run_dir))
+    cli, selection = build_run(config_path, run_dir, report)
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
-        if not selection.best_model_path:
-            raise RuntimeError(
-                f"run {run.run_id} kept no checkpoint: {sweep.select['monitor']} was never logged; make sure "
-                "validation runs (trainer.limit_val_batches > 0, check_val_every_n_epoch <= max_epochs)"
-            )
-        steps, epochs = trainer.global_step, trainer.current_epoch
-        best_path = selection.best_model_path
+        best_path = fit_and_select(cli, selection, run.run_id, sweep.select["monitor"], resume_from)
+        steps, epochs = cli.trainer.global_step, cli.trainer.current_epoch
         # The selected model's per-example predictions on the reported split, beside the record.
-        trainer.callbacks.append(ReportPredictions(run_dir / PREDICTIONS_FILE))
-        tested = trainer.test(model, datamodule=datamodule, ckpt_path=best_path, verbose=False)
-        record = ok_record(sweep, run, **_measured(model, datamodule, tested, selection, steps, epochs))
-        record["distance"] = _selected_distance(model)
-        record["wall_s"] = round(time.perf_counter() - start, 1)
-        backbone = getattr(model, "backbone_name", None) or (config.get("model") or {}).get("backbone", "?")
-        record["backbone"] = str(backbone)
-        # Paths relative to the sweep's out (the folder of results.jsonl): records name no machine's folders.
-        record["config_path"] = relative_to_out(config_path, sweep.out)
-        record["checkpoint"] = relative_to_out(best_path, sweep.out) if sweep.keep_checkpoints else None
-        record["predictions"] = relative_to_out(run_dir / PREDICTIONS_FILE, sweep.out)
-        for logger in trainer.loggers:
+        cli.trainer.callbacks.append(ReportPredictions(run_dir / PREDICTIONS_FILE))
+        tested = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best_path, verbose=False)
+        record = record_of(sweep, run, cli, config, selection, tested, steps, epochs, start)
+        if node is not None:
+            record["node"] = node
+        for logger in cli.trainer.loggers:
             if type(logger).__name__ == "WandbLogger":
                 summary = {f"sweep/{k}": v for k, v in record.items() if _scalar(v)}
                 summary.update(_distance_summary(record["distance"]))
@@ -277,10 +208,60 @@ def execute(
         log_event(run_dir / PROGRESS_FILE, event="done", step=steps)
         return record
     finally:
-        _finish_wandb(trainer)
-        del cli, trainer, model, datamodule
+        _finish_wandb(cli.trainer)
+        del cli, selection
         gc.collect()
         release_gpu_memory()
+
+
+def build_run(config_path: Path, run_dir: Path, report: Callable[[dict[str, Any], Path | None], None] | None):
+    """The run's CLI (trainer, model, data module) built from its config file, with the sweep's callbacks appended,
+    and its selection checkpoint."""
+    from pet_lightning.lightning_cli import cli_from_config
+
+    with warnings.catch_warnings():
+        # The run gets its config file, not the sweep's argv: LightningCLI's warning about `args` is not for it.
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+        cli = cli_from_config(config_path)
+    trainer = cli.trainer
+    module_name, class_name = SELECTION_CHECKPOINT.rsplit(".", 1)
+    selection_type = getattr(importlib.import_module(module_name), class_name)
+    selection = next(cb for cb in trainer.callbacks if type(cb) is selection_type)
+    # Appended after the trainer sorted its callbacks: these run after early stopping and the kept checkpoint.
+    if report is not None:
+        trainer.callbacks.append(EpochCheckpoint(report))
+    trainer.callbacks.append(RunLog(run_dir / PROGRESS_FILE))
+    return cli, selection
+
+
+def fit_and_select(cli, selection, run_id: str, monitor: str, resume_from: Path | None) -> str:
+    """Fit the run (from ``resume_from`` if given); returns the kept checkpoint, the one that is best on the
+    selection split."""
+    with lightning_resume_warnings_ignored():
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=str(resume_from) if resume_from else None)
+    if not selection.best_model_path:
+        raise RuntimeError(
+            f"run {run_id} kept no checkpoint: {monitor} was never logged; make sure validation runs "
+            "(trainer.limit_val_batches > 0, check_val_every_n_epoch <= max_epochs)"
+        )
+    return selection.best_model_path
+
+
+def record_of(sweep: SweepConfig, run: RunSpec, cli, config: dict[str, Any], selection, tested, steps: int,
+              epochs: int, start: float) -> dict[str, Any]:
+    """The run's record: what it measured on the reporting split at the kept checkpoint (whose weights ``cli.model``
+    holds after the test), its cost since ``start``, and the paths of its files relative to the sweep's out."""
+    model, best_path, run_dir = cli.model, selection.best_model_path, sweep.run_dir(run.run_id)
+    record = ok_record(sweep, run, **_measured(model, cli.datamodule, tested, selection, steps, epochs))
+    record["distance"] = _selected_distance(model)
+    record["wall_s"] = round(time.perf_counter() - start, 1)
+    backbone = getattr(model, "backbone_name", None) or (config.get("model") or {}).get("backbone", "?")
+    record["backbone"] = str(backbone)
+    # Paths relative to the sweep's out (the folder of results.jsonl): records name no machine's folders.
+    record["config_path"] = relative_to_out(run_dir / "config.yaml", sweep.out)
+    record["checkpoint"] = relative_to_out(best_path, sweep.out) if sweep.keep_checkpoints else None
+    record["predictions"] = relative_to_out(run_dir / PREDICTIONS_FILE, sweep.out)
+    return record
 
 
 def _measured(model, datamodule, tested, selection, steps: int, epochs: int) -> dict[str, Any]:
@@ -349,14 +330,17 @@ def trial_threads(sweep: SweepConfig) -> int:
 
 def sweep_trial(config: dict[str, Any], sweep: SweepConfig, runs: dict[str, RunSpec]) -> None:
     """Ray Tune function trainable: one run per trial, resumed from the trial's last epoch checkpoint."""
+    import ray
     from ray import tune
 
     run = runs[config["run_id"]]
+    # Which cluster node trains this attempt (several nodes may share a host name): in the run log and the record.
+    node = {"id": ray.get_runtime_context().get_node_id(), "ip": ray.util.get_node_ip_address()}
     if 0 < sweep.gpus_per_trial < 1:
         # Read when CUDA starts in this worker: freed blocks go back to the GPU instead of fragmenting the trial's
         # share (a user's own setting wins).
         os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
-    log_event(sweep.run_dir(run.run_id) / PROGRESS_FILE, event="trial")
+    log_event(sweep.run_dir(run.run_id) / PROGRESS_FILE, event="trial", node=node["id"])
     if config.get("cwd") and Path(config["cwd"]).is_dir():
         # Relative paths in run configs mean the folder the sweep was started from, on every worker.
         os.chdir(config["cwd"])
@@ -379,5 +363,5 @@ def sweep_trial(config: dict[str, Any], sweep: SweepConfig, runs: dict[str, RunS
         tune.report(metrics, checkpoint=checkpoint)
 
     record = execute(sweep, run, threads=trial_threads(sweep), gpus_per_trial=sweep.gpus_per_trial,
-                     resume_from=resume_from, report=report)
+                     resume_from=resume_from, report=report, node=node)
     tune.report({"record_json": json.dumps(record, sort_keys=True)})

@@ -7,6 +7,9 @@ import json
 import pytest
 
 from benchmarks import compare_runs
+from tests.conftest import REPO_ROOT
+
+RESULTS = REPO_ROOT / "docs" / "results" / "benchmark"
 
 
 def _figures(full: tuple[float, float, float], lora: tuple[float, float, float] | None) -> dict:
@@ -48,22 +51,8 @@ def test_a_missing_file_is_a_one_line_error(tmp_path, capsys):
     assert "no such file" in capsys.readouterr().err
 
 
-def test_trim_recomputes_per_step_ratios_from_the_block_times(tmp_path, capsys):
-    def figures(ours: list[float]) -> dict:
-        plain = [1.0] * len(ours)
-        return {"ab": [{"method": "full", "precision": "32-true", "step_s": {"ours": ours, "plain": plain},
-                        "ratios": {"plain": {"mean": 0.0, "low": 0.0, "high": 0.0, "n": len(ours)}}}]}
-
-    # Run b has two stalled blocks of ours (plain / ours = 0.5): its plain mean is dragged below run a's.
-    a = figures([1.0, 1.01, 0.99, 1.0, 1.02, 0.98, 1.0, 1.01, 0.99, 1.0])
-    b = figures([1.0, 2.0, 0.99, 1.0, 1.01, 2.0, 1.0, 0.99, 1.01, 1.0])
-    (row,), _ = compare_runs.compare(a, b, trim=0.2)
-    assert row[3] == "yes"
-    trimmed = compare_runs.ratios(b, trim=0.2)["per step ours / plain (full, 32-true)"]
-    assert trimmed["mean"] == pytest.approx(1.0, abs=0.005) and trimmed["n"] == 10
-    paths = [tmp_path / "a.json", tmp_path / "b.json"]
-    for path, fig in zip(paths, (a, b)):
-        path.write_text(json.dumps(fig))
-    with pytest.raises(SystemExit):
-        compare_runs.main([*map(str, paths), "--trim", "0.6"])
-    assert "--trim 0.6: use a fraction" in capsys.readouterr().err
+def test_the_committed_comparison_regenerates_byte_for_byte(capsys, monkeypatch):
+    """``docs/results/benchmark/compare_run3_run4.md`` is this command's output on the committed runs 3 and 4."""
+    monkeypatch.chdir(RESULTS)
+    assert compare_runs.main(["run3.json", "run4.json"]) == 0
+    assert capsys.readouterr().out == (RESULTS / "compare_run3_run4.md").read_text()

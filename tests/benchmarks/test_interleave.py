@@ -24,7 +24,7 @@ class FakeSide:
             assert len(self.running) == 1, f"{self.running} run at once"
             if step == self.fail_at:
                 raise ValueError(f"{self.name} broke")
-            time.sleep(0.001 * (2 if self.name == "b" else 1))
+            time.sleep(0.001 * (4 if self.name == "b" else 1))
             self.log.append((self.name, step))
             self.running.pop()
             step_done()
@@ -51,8 +51,8 @@ def test_sides_take_turns_on_the_same_steps_one_at_a_time():
         expected += [(order[0], s) for s in steps] + [(order[1], s) for s in steps]
     assert log == expected
     assert [len(per_step[name]) for name in ("a", "b")] == [blocks, blocks]
-    # b sleeps twice as long per step: every one of its blocks is slower than a's.
-    assert all(b > a for a, b in zip(per_step["a"], per_step["b"]))
+    # b sleeps 4 times as long per step: its blocks are slower than a's (on average: a loaded machine may stall one).
+    assert sum(per_step["b"]) > sum(per_step["a"])
     assert threading.active_count() < 5  # the side threads ended
 
 
@@ -70,78 +70,11 @@ def test_a_side_that_runs_out_of_steps_is_reported():
         Interleaver(sides).run(1, 3, 2)  # type: ignore[arg-type]
 
 
-def test_the_precision_rule_stops_after_a_whole_rotation_and_the_rest_never_runs():
-    log: list = []
-    running: list = []
-    seen: list[int] = []
-    warmup, most, k = 1, 10, 1
-    sides = {name: FakeSide(name, warmup + most * k, log, running) for name in ("a", "b")}
-
-    def enough(times: dict[str, list[float]]) -> bool:
-        assert len(times["a"]) == len(times["b"])
-        seen.append(len(times["a"]))
-        return len(times["a"]) >= 5
-
-    per_step = Interleaver(sides).run(warmup, most, k, enough, min_blocks=4)  # type: ignore[arg-type]
-    # Asked only after whole rotations (2 sides: every 2 blocks) from block 4 on; 6 is the first count >= 5.
-    assert seen == [4, 6]
-    assert [len(per_step[name]) for name in ("a", "b")] == [6, 6]
-    assert max(step for _, step in log) == warmup + 6 * k - 1  # the stopped loops ran no further batch
-    time.sleep(0.05)
-    assert threading.active_count() < 5
-
-
-def test_without_the_rule_every_block_runs():
-    sides = {name: FakeSide(name, 1 + 4, [], []) for name in ("a", "b")}
-    per_step = Interleaver(sides).run(1, 4, 1, None, min_blocks=2)  # type: ignore[arg-type]
-    assert [len(per_step[name]) for name in ("a", "b")] == [4, 4]
-
-
 def test_schedule_offset_continues_the_rotation():
     sides = ["ours", "plain", "trainer"]
     assert schedule(sides, 2, offset=3) == schedule(sides, 2)
     assert schedule(sides, 2, offset=1) == [(0, s) for s in ["plain", "trainer", "ours"]] + [
         (1, s) for s in ["trainer", "ours", "plain"]]
-
-
-def _fake_builds(monkeypatch, ratios_per_build: list[float]) -> list[int]:
-    """Replace the timing of one build by blocks whose ratio plain/ours is the given one; record the offsets."""
-    from benchmarks import interleave
-
-    offsets: list[int] = []
-
-    def fake(settings, work, method, precision, others, enough, offset):
-        ratio = ratios_per_build[len(offsets)]
-        offsets.append(offset)
-        step_s = {"ours": [1.0] * settings.ab_blocks, "plain": [ratio] * settings.ab_blocks}
-        return interleave._Build(step_s, {"ours": [2], "plain": [2]}, {"ours": 5, "plain": 5}, {}, {})
-
-    monkeypatch.setattr(interleave, "_time_build", fake)
-    return offsets
-
-
-def test_the_build_rule_stops_from_min_builds_once_the_interval_over_builds_is_narrow(monkeypatch):
-    from benchmarks.common import Settings
-    from benchmarks.interleave import run_ab
-
-    offsets = _fake_builds(monkeypatch, [1.0, 1.01, 1.0, 1.01, 1.0, 1.01])
-    settings = Settings(ab_builds=6, ab_min_builds=3, ab_blocks=3, ab_half_width=0.03)
-    result = run_ab(settings, None, "full", "32-true", others=("plain",))  # type: ignore[arg-type]
-    # Builds 1.0, 1.01, 1.0: mean 1.0033, half width t(2) * 0.00577 / sqrt(3) = 1.4% <= 3%: stop at 3. Each
-    # build starts its rotation one block further than the previous one (a new side first).
-    assert offsets == [0, 1, 2] and len(result.builds) == 3 and result.ratios["plain"].n == 3
-    assert result.block_ratios["plain"].n == 9
-
-
-def test_wide_build_means_run_every_build(monkeypatch):
-    from benchmarks.common import Settings
-    from benchmarks.interleave import run_ab
-
-    offsets = _fake_builds(monkeypatch, [1.0, 1.2, 0.9, 1.1])
-    settings = Settings(ab_builds=4, ab_min_builds=2, ab_blocks=2, ab_half_width=0.03)
-    result = run_ab(settings, None, "full", "32-true", others=("plain",))  # type: ignore[arg-type]
-    assert offsets == [0, 1, 2, 3] and result.ratios["plain"].n == 4
-    assert result.ratios["plain"].mean == pytest.approx(1.05)
 
 
 def test_settling_blocks_run_in_the_rotation_but_are_left_out():
@@ -154,13 +87,20 @@ def test_settling_blocks_run_in_the_rotation_but_are_left_out():
     assert [len(per_step[name]) for name in ("a", "b")] == [2, 2]
 
 
-def test_the_precision_rule_counts_timed_blocks_only():
-    seen: list[int] = []
-    sides = {name: FakeSide(name, 1 + 2 + 10, [], []) for name in ("a", "b")}
+def test_every_build_is_fresh_starts_the_rotation_one_further_and_the_interval_is_over_build_means(monkeypatch):
+    from benchmarks import interleave
+    from benchmarks.common import Settings
 
-    def enough(times: dict[str, list[float]]) -> bool:
-        seen.append(len(times["a"]))
-        return True
+    offsets: list[int] = []
+    ratios = [1.0, 1.2, 0.9, 1.1]
 
-    per_step = Interleaver(sides).run(1, 10, 1, enough, min_blocks=2, settle=2)  # type: ignore[arg-type]
-    assert seen == [2] and [len(per_step[n]) for n in ("a", "b")] == [2, 2]
+    def fake(settings, work, method, precision, names, offset):
+        offsets.append(offset)
+        step_s = {"ours": [1.0] * settings.ab_blocks, "plain": [ratios[offset]] * settings.ab_blocks}
+        return interleave.Build(step_s, {"ours": [2], "plain": [2]}, {"ours": 5, "plain": 5}, {}, {})
+
+    monkeypatch.setattr(interleave, "time_build", fake)
+    result = interleave.run_ab(Settings(ab_builds=4, ab_blocks=2), None, "full", "32-true", others=("plain",))
+    assert offsets == [0, 1, 2, 3] and len(result.builds) == 4
+    assert result.ratios["plain"].n == 4 and result.ratios["plain"].mean == pytest.approx(1.05)
+    assert result.threads == {"ours": [2], "plain": [2]}

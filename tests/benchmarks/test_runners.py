@@ -14,15 +14,15 @@ from benchmarks.intervals import pair_ratios
 
 
 @pytest.fixture(scope="module")
-def tiny(tiny_backbone) -> tuple[Settings, Workload]:
-    settings = Settings(backbone=tiny_backbone, batch_size=4, max_length=32, ab_warmup=1, ab_builds=1, ab_blocks=2,
-                        ab_min_blocks=2, ab_block_steps=2)
+def tiny_ab(tiny_backbone) -> tuple[Settings, Workload]:
+    settings = Settings(backbone=tiny_backbone, batch_size=4, max_length=32, ab_builds=1, ab_blocks=2,
+                        ab_block_steps=2)
     return settings, Workload(settings)
 
 
-def test_every_side_steps_lora_in_blocks_and_trains_the_same_tensors(tiny):
+def test_every_side_steps_lora_in_blocks_and_trains_the_same_tensors(tiny_ab):
     # bf16-mixed: every side under autocast (the quick-path test runs both precisions).
-    settings, work = tiny
+    settings, work = tiny_ab
     result = run_ab(settings, work, "lora", "bf16-mixed")
     assert set(result.step_s) == {"ours", "plain", "trainer"}
     assert all(len(times) == 2 and min(times) > 0 for times in result.step_s.values())
@@ -35,16 +35,16 @@ def test_every_side_steps_lora_in_blocks_and_trains_the_same_tensors(tiny):
     assert result.threads == {side: [settings.threads] for side in ("ours", "plain", "trainer")}
 
 
-def test_full_fine_tuning_against_the_plain_loop_only(tiny):
-    settings, work = tiny
+def test_full_fine_tuning_against_the_plain_loop_only(tiny_ab):
+    settings, work = tiny_ab
     result = run_ab(settings, work, "full", "32-true", others=("plain",))
     assert set(result.ratios) == {"plain"} and set(result.step_s) == {"ours", "plain"}
     assert result.trainable["ours"] == result.trainable["plain"]
 
 
-def test_builds_are_made_afresh_and_the_interval_is_over_their_means(tiny):
-    settings, work = tiny
-    three = replace(settings, ab_builds=3, ab_min_builds=2, ab_half_width=0.0, ab_blocks=2, ab_block_steps=1)
+def test_builds_are_made_afresh_and_the_interval_is_over_their_means(tiny_ab):
+    settings, work = tiny_ab
+    three = replace(settings, ab_builds=3, ab_blocks=2, ab_block_steps=1)
     result = run_ab(three, work, "bitfit", "32-true", others=("plain",))
     assert len(result.builds) == 3 and all(len(b["ours"]) == len(b["plain"]) == 2 for b in result.builds)
     per_build = [pair_ratios(b["ours"], b["plain"]) for b in result.builds]
@@ -54,5 +54,4 @@ def test_builds_are_made_afresh_and_the_interval_is_over_their_means(tiny):
     sd = statistics.stdev(means)
     assert interval.n == 3 and interval.mean == pytest.approx(sum(means) / 3)
     assert interval.high - interval.mean == pytest.approx(4.302653 * sd / math.sqrt(3), rel=1e-5)
-    assert result.block_ratios["plain"].n == 6 and 0 <= result.anova_p["plain"] <= 1
     assert result.step_s["ours"] == [t for b in result.builds for t in b["ours"]]

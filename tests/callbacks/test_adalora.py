@@ -14,18 +14,19 @@ from transformers import AutoModelForSequenceClassification
 from pet_lightning import GlueDataModule, PETModule
 from pet_lightning.backbones import offline_model_dir
 from pet_lightning.callbacks import AdaLoraSchedule
-from pet_lightning.callbacks.adalora import adalora_model
 from pet_lightning.export import export, load_exported
 from pet_lightning.strategies import StrategyError
-from tests.strategies.conftest import MINILM_LAYERS, trainer
+from pet_lightning.strategies.peft_methods import adalora_model
+from tests.helpers.backbones import MINILM_LAYERS
+from tests.helpers.data import small_glue
+from tests.helpers.trainers import quiet_trainer
 
 ADALORA = {"name": "adalora", "init_r": 6, "target_r": 2, "tinit": 1, "tfinal": 1}
 ADAPTED = MINILM_LAYERS * 2  # query and value of every layer
 
 
 def _data(data_dir: str, train_subset: int = 32) -> GlueDataModule:
-    return GlueDataModule(task="rte", data_dir=data_dir, batch_size=4, max_length=32, train_subset=train_subset,
-                          order_seed=0)
+    return small_glue(data_dir, batch_size=4, train_subset=train_subset)
 
 
 def test_schedule_runs_once_per_optimizer_step_under_accumulation(tmp_path, data_dir, monkeypatch):
@@ -41,8 +42,8 @@ def test_schedule_runs_once_per_optimizer_step_under_accumulation(tmp_path, data
 
     monkeypatch.setattr(tuner, "update_and_allocate", spy)
     # 32 examples in batches of 4, 2 epochs, accumulating 2 batches: 8 optimizer steps.
-    run = trainer(tmp_path, max_epochs=2, limit_val_batches=0, accumulate_grad_batches=2,
-                  callbacks=[AdaLoraSchedule()])
+    run = quiet_trainer(tmp_path, max_epochs=2, limit_val_batches=0, accumulate_grad_batches=2,
+                        callbacks=[AdaLoraSchedule()])
     run.fit(module, datamodule=_data(data_dir))
     assert run.global_step == 8 and tuner.peft_config["default"].total_step == 8
     assert calls == [(step, True) for step in range(1, 9)]  # after each step, with the accumulated gradients
@@ -81,17 +82,17 @@ def test_orthogonal_regulariser_gradient_equals_peft_own(data_dir):
 def test_adalora_without_the_schedule_is_refused_at_fit_start(tmp_path, data_dir):
     module = PETModule(task="rte", strategy=ADALORA)
     with pytest.raises(StrategyError, match="adalora: the trainer has no AdaLoraSchedule callback") as err:
-        trainer(tmp_path, fast_dev_run=1).fit(module, datamodule=_data(data_dir, 8))
+        quiet_trainer(tmp_path, fast_dev_run=1).fit(module, datamodule=_data(data_dir, 8))
     assert "\n" not in str(err.value)
     with pytest.raises(StrategyError, match="leave no pruning phase in 2 optimizer steps"):
-        trainer(tmp_path, max_steps=2, callbacks=[AdaLoraSchedule()]).fit(
+        quiet_trainer(tmp_path, max_steps=2, callbacks=[AdaLoraSchedule()]).fit(
             PETModule(task="rte", strategy={**ADALORA, "tinit": 1, "tfinal": 1}), datamodule=_data(data_dir, 8))
 
 
 def test_pruned_adalora_exports_to_plain_peft_with_the_same_logits(tmp_path, data_dir):
     L.seed_everything(0)
     module = PETModule(task="rte", strategy=ADALORA, learning_rate=1e-2, init_seed=0)
-    trainer(tmp_path, max_steps=6, limit_val_batches=0, precision="32-true", callbacks=[AdaLoraSchedule()]).fit(
+    quiet_trainer(tmp_path, max_steps=6, limit_val_batches=0, precision="32-true", callbacks=[AdaLoraSchedule()]).fit(
         module, datamodule=_data(data_dir))
     rank_pattern = adalora_model(module.model).peft_config["default"].rank_pattern
     assert rank_pattern and not all(all(mask) for mask in rank_pattern.values())  # some ranks were pruned
@@ -182,7 +183,7 @@ def test_a_step_the_scaler_skips_leaves_the_importance_scores_finite(tmp_path, d
     assert "update_ipt" not in tuner.rankallocator.__dict__  # the skip left peft's method in place
 
 
-def test_adalora_under_a_loss_scaler_with_fused_adamw_keeps_finite_scores_and_allocates(tmp_path, data_dir,
+def test_adalora_under_a_loss_scaler_with_fused_adamw_keeps_finite_scores_and_allocates(tmp_path, data_dir, tiny,
                                                                                       monkeypatch):
     """Lightning's real 16-mixed path (a GradScaler; fused AdamW, which unscales inside its step) on the CPU: the
     first steps overflow at a large initial scale and are skipped, the scores stay finite and the budget is
@@ -190,15 +191,13 @@ def test_adalora_under_a_loss_scaler_with_fused_adamw_keeps_finite_scores_and_al
     from lightning.pytorch.plugins.precision import MixedPrecision
 
     import pet_lightning.callbacks.adalora as adalora
-    from tests.tiny_backbone import write_tiny_backbone
 
     verdicts: list[bool] = []
     unscale = adalora.unscale_for_reading
     monkeypatch.setattr(adalora, "unscale_for_reading", lambda t, o: verdicts.append(unscale(t, o)) or verdicts[-1])
-    backbone = write_tiny_backbone(tmp_path / "tiny")
-    module = PETModule(task="rte", backbone=backbone, strategy={**ADALORA, "tinit": 2, "tfinal": 2},
+    module = PETModule(task="rte", backbone=tiny, strategy={**ADALORA, "tinit": 2, "tfinal": 2},
                        learning_rate=1e-3, init_seed=0)
-    data = GlueDataModule(task="rte", data_dir=data_dir, backbone=backbone, batch_size=4, max_length=32,
+    data = GlueDataModule(task="rte", data_dir=data_dir, backbone=tiny, batch_size=4, max_length=32,
                           train_subset=56, order_seed=0)
     plugin = MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu", init_scale=2.0**26))
     run = L.Trainer(accelerator="cpu", plugins=[plugin], max_steps=14, limit_val_batches=0, logger=False,

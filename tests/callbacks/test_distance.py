@@ -13,7 +13,7 @@ from pet_lightning.backbones import load_backbone
 from pet_lightning.callbacks import PretrainedDistance, RunSummary, TwoStageTraining
 from pet_lightning.strategies.base import backbone_of
 from pet_lightning.tasks import get_task
-from tests.strategies.conftest import rte_data
+from tests.helpers.data import rte_data
 
 
 def _fit(tmp_path, data_dir: str, strategy: str, callbacks=(), **kwargs) -> tuple[PETModule, PretrainedDistance]:

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
 
-from pet_lightning import GlueDataModule, PETModule
+from pet_lightning import PETModule
 from pet_lightning.callbacks import HeadFeatures
 from pet_lightning.callbacks.features import FEATURES_FILE
 from pet_lightning.strategies.base import backbone_of, unwrap
-from tests.tiny_backbone import write_tiny_backbone
+from tests.helpers.data import small_glue
+from tests.helpers.trainers import quiet_trainer
 
 HIDDEN = 32  # the tiny backbone's width
 HEAD_HIDDEN = 8
@@ -21,29 +21,12 @@ TRAIN = 16
 BATCH = 8
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> str:
-    return write_tiny_backbone(tmp_path_factory.mktemp("tiny") / "bert")
-
-
-def _data(data_dir: str, backbone: str) -> GlueDataModule:
-    return GlueDataModule(task="rte", data_dir=data_dir, backbone=backbone, batch_size=BATCH, max_length=32,
-                          train_subset=TRAIN, order_seed=0)
-
-
-def _trainer(tmp_path, callbacks, **kwargs) -> L.Trainer:
-    settings = dict(accelerator="cpu", devices=1, precision="32-true", logger=False, enable_checkpointing=False,
-                    enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                    num_sanity_val_steps=0, default_root_dir=tmp_path, callbacks=callbacks)
-    return L.Trainer(**{**settings, **kwargs})
-
-
 def _run(tmp_path, data_dir, tiny, max_examples: int):
-    dm = _data(data_dir, tiny)
+    dm = small_glue(data_dir, backbone=tiny, batch_size=BATCH, train_subset=TRAIN)
     module = PETModule(backbone=tiny, task="rte", strategy="full", head="mlp", head_hidden_size=HEAD_HIDDEN,
                        learning_rate=1e-3, warmup_ratio=0.0, init_seed=0)
     callback = HeadFeatures(max_examples=max_examples)
-    trainer = _trainer(tmp_path, [callback], max_steps=1)
+    trainer = quiet_trainer(tmp_path, precision="32-true", limit_val_batches=0, callbacks=[callback], max_steps=1)
     trainer.fit(module, datamodule=dm)
     trainer.test(module, datamodule=dm, verbose=False)
     path = Path(tmp_path) / FEATURES_FILE

@@ -17,14 +17,8 @@ from pet_lightning.data import GlueDataModule, SuperGlueDataModule
 from pet_lightning.probes import DEFAULT_STRENGTHS, ProbeError, linear_head
 from pet_lightning.strategies.base import backbone_of, unwrap
 from pet_lightning.tasks import get_task
-from tests.strategies.conftest import tiny_configs
-
-
-def _trainer(tmp_path, callbacks=(), **kwargs) -> L.Trainer:
-    settings = dict(accelerator="cpu", devices=1, precision="32-true", logger=False, enable_checkpointing=False,
-                    enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                    default_root_dir=tmp_path, callbacks=list(callbacks))
-    return L.Trainer(**{**settings, **kwargs})
+from tests.helpers.backbones import tiny_configs
+from tests.helpers.trainers import quiet_trainer
 
 
 def _small(module_cls, task: str, data_dir: str, train: int, evaluate: int, max_length: int):
@@ -61,7 +55,7 @@ def test_exact_ridge_beats_the_sgd_head_and_its_strength_equals_a_hand_run_grid(
     for name, callbacks in (("sgd", []), ("exact", [ExactLinearProbe()])):
         L.seed_everything(0)
         module = PETModule(task="stsb", strategy="frozen", learning_rate=1e-3, init_seed=0)
-        trainer = _trainer(tmp_path / name, callbacks, max_epochs=2)
+        trainer = quiet_trainer(tmp_path / name, precision="32-true", callbacks=callbacks, max_epochs=2)
         trainer.fit(module, datamodule=data)
         scores[name] = trainer.test(module, datamodule=data, verbose=False)[0]["test/pearson"]
         if name == "exact":
@@ -90,7 +84,7 @@ def test_logistic_probe_accuracy_on_cb_equals_sklearn_on_the_same_features(tmp_p
     data = _small(SuperGlueDataModule, "cb", data_dir, train=96, evaluate=28, max_length=96)
     module = PETModule(task="cb", strategy="frozen", init_seed=0)
     probe = ExactLinearProbe()
-    trainer = _trainer(tmp_path, [probe], max_epochs=1)
+    trainer = quiet_trainer(tmp_path, precision="32-true", callbacks=[probe], max_epochs=1)
     trainer.fit(module, datamodule=data)
     got = trainer.test(module, datamodule=data, verbose=False)[0]["test/accuracy"]
 
@@ -125,27 +119,30 @@ def test_lp_ft_stage_one_is_the_exact_probe_and_sgd_stays_available(tmp_path, da
     probe, seen = ExactLinearProbe(), HeadAt()
     module = PETModule(task="stsb", strategy="frozen", learning_rate=1e-2, init_seed=0, warmup_ratio=0.0)
     switch = TwoStageTraining(stage1_epochs=2, learning_rate=1e-4)
-    _trainer(tmp_path, [switch, probe, seen], max_epochs=3, limit_val_batches=1).fit(module, datamodule=data)
+    quiet_trainer(tmp_path, precision="32-true", callbacks=[switch, probe, seen], max_epochs=3,
+                  limit_val_batches=1).fit(module, datamodule=data)
     # Stage 1 (two epochs at a large learning rate) kept the solved head; stage 2 fine-tuned it.
     assert torch.equal(seen.heads[0], seen.heads[1]) and not torch.equal(seen.heads[1], seen.heads[2])
     assert switch.stage == 2 and probe.solved
 
     moving, seen = ExactLinearProbe(keep_solution=False), HeadAt()
     module = PETModule(task="stsb", strategy="frozen", learning_rate=1e-2, init_seed=0, warmup_ratio=0.0)
-    _trainer(tmp_path / "sgd", [moving, seen], max_epochs=2, limit_val_batches=1).fit(module, datamodule=data)
+    quiet_trainer(tmp_path / "sgd", precision="32-true", callbacks=[moving, seen], max_epochs=2,
+                  limit_val_batches=1).fit(module, datamodule=data)
     assert not torch.equal(seen.heads[0], seen.heads[1])
 
 
 def test_refusals_are_one_line_errors(tmp_path, data_dir):
     data = _small(GlueDataModule, "stsb", data_dir, train=16, evaluate=16, max_length=32)
     with pytest.raises(ProbeError, match="head='mlp' is not linear"):
-        _trainer(tmp_path, [ExactLinearProbe()], max_epochs=1).fit(
+        quiet_trainer(tmp_path, precision="32-true", callbacks=[ExactLinearProbe()], max_epochs=1).fit(
             PETModule(task="stsb", strategy="frozen", head="mlp"), datamodule=data)
     with pytest.raises(ProbeError, match="frozen encoder"):
-        _trainer(tmp_path, [ExactLinearProbe()], max_epochs=1).fit(
+        quiet_trainer(tmp_path, precision="32-true", callbacks=[ExactLinearProbe()], max_epochs=1).fit(
             PETModule(task="stsb", strategy="bitfit"), datamodule=data)
     with pytest.raises(ProbeError, match="copa scores each choice"):
-        ExactLinearProbe().setup(_trainer(tmp_path), PETModule(task="copa", strategy="frozen"), "fit")
+        trainer = quiet_trainer(tmp_path, precision="32-true")
+        ExactLinearProbe().setup(trainer, PETModule(task="copa", strategy="frozen"), "fit")
     torch.manual_seed(0)
     roberta = build_from_config(tiny_configs()["roberta"], get_task("rte"))
     with pytest.raises(ProbeError, match="classifier.dense, classifier.out_proj"):

@@ -21,13 +21,11 @@ def _predict(devices: int, backbone: str, out, data_dir: str) -> bytes:
     return out.read_bytes()
 
 
-def test_two_processes_write_the_single_process_file(tmp_path, data_dir):
+def test_two_processes_write_the_single_process_file(tmp_path, data_dir, tiny):
     from pet_lightning.reports.examples import read_predictions
-    from tests.tiny_backbone import write_tiny_backbone
 
-    backbone = write_tiny_backbone(tmp_path / "tiny")
-    single = _predict(1, backbone, tmp_path / "single.csv", data_dir)
-    assert _predict(2, backbone, tmp_path / "ddp.csv", data_dir) == single
+    single = _predict(1, tiny, tmp_path / "single.csv", data_dir)
+    assert _predict(2, tiny, tmp_path / "ddp.csv", data_dir) == single
     rows = read_predictions(tmp_path / "single.csv")[""]
     # Every reported example once (an odd count: a padding sampler would repeat one).
     assert len(rows["idx"]) == len(set(rows["idx"].tolist())) and len(rows["idx"]) % 2 == 1

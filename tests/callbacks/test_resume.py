@@ -5,12 +5,10 @@ from __future__ import annotations
 import signal
 
 import lightning as L
-import pytest
 
 from pet_lightning import GlueDataModule, PETModule
 from pet_lightning.callbacks import ResumeCheckpoints
 from pet_lightning.callbacks.resume import bind_resume
-from tests.tiny_backbone import write_tiny_backbone
 
 SLURM_ENV = {"SLURM_NTASKS": "1", "SLURM_JOB_NAME": "pet", "SLURM_JOB_ID": "4242", "SLURM_NODELIST": "localhost",
              "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0"}
@@ -19,11 +17,6 @@ SLURM_ENV = {"SLURM_NTASKS": "1", "SLURM_JOB_NAME": "pet", "SLURM_JOB_ID": "4242
 class SignalProbe(L.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self.handler = signal.getsignal(signal.SIGUSR1)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> str:
-    return write_tiny_backbone(tmp_path_factory.mktemp("tiny") / "bert")
 
 
 def _fit(tiny: str, data_dir: str, tmp_path, **trainer_kwargs) -> tuple[SignalProbe, ResumeCheckpoints]:

@@ -66,3 +66,27 @@ def test_early_stopping_counts_patience_from_stage_two_only(tmp_path, data_dir):
 def test_stage_blind_selectors_beside_two_stage_training_are_refused(tmp_path, data_dir, blind):
     with pytest.raises(ValueError, match="would select stage-1 epochs: use pet_lightning.callbacks.Selection"):
         _fit(tmp_path, data_dir, [TwoStageTraining(stage1_epochs=1), blind()], max_epochs=2)
+
+
+class _Gate(Callback):
+    """Any callback with may_select_now() gates selection; the two-stage callback is only one of them."""
+
+    def __init__(self, open_: bool):
+        self.open_ = open_
+
+    def may_select_now(self) -> bool:
+        return self.open_
+
+
+def test_selection_asks_every_gate_and_two_stage_training_is_one():
+    from types import SimpleNamespace
+
+    from pet_lightning.callbacks.selection import SelectionGate, may_select
+
+    two_stage = TwoStageTraining(stage1_epochs=1)
+    assert isinstance(two_stage, SelectionGate) and not two_stage.may_select_now()
+    two_stage.stage = 2
+    assert two_stage.may_select_now()
+    assert may_select(SimpleNamespace(callbacks=[two_stage, _Gate(True)]))
+    assert not may_select(SimpleNamespace(callbacks=[two_stage, _Gate(False)]))
+    assert may_select(SimpleNamespace(callbacks=[]))

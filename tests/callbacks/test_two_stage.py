@@ -13,32 +13,23 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
-from pet_lightning import GlueDataModule, PETModule
+from pet_lightning import PETModule
 from pet_lightning.backbones import load_backbone
 from pet_lightning.callbacks import TwoStageTraining
 from pet_lightning.strategies.base import backbone_of, unwrap
 from pet_lightning.tasks import get_task
 from tests.conftest import REPO_ROOT
+from tests.helpers.data import small_glue
+from tests.helpers.trainers import quiet_trainer
 
 # 16 examples in batches of 8: two optimizer steps an epoch.
 STEPS_PER_EPOCH = 2
-
-
-def _data(data_dir: str) -> GlueDataModule:
-    return GlueDataModule(task="rte", data_dir=data_dir, batch_size=8, max_length=32, train_subset=16, order_seed=0)
 
 
 def _module(strategy: str, **kwargs) -> PETModule:
     settings = dict(task="rte", strategy=strategy, learning_rate=1e-3, init_seed=0, warmup_ratio=0.1,
                     adam_betas=(0.9, 0.98), adam_eps=1e-6)
     return PETModule(**{**settings, **kwargs})
-
-
-def _trainer(tmp_path, callbacks, **kwargs) -> L.Trainer:
-    settings = dict(accelerator="cpu", devices=1, precision="32-true", logger=False, enable_checkpointing=False,
-                    enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                    num_sanity_val_steps=0, default_root_dir=tmp_path, callbacks=callbacks)
-    return L.Trainer(**{**settings, **kwargs})
 
 
 def _pretrained_backbone() -> dict[str, torch.Tensor]:
@@ -88,8 +79,9 @@ def test_boundary_restores_pretrained_backbone_keeps_head_and_rebuilds_optimizer
     callback = TwoStageTraining(stage1_epochs=boundary, learning_rate=1e-5, warmup_ratio=0.25)
     module = _module(stage1)
     initial_head = {n: p.detach().clone() for n, p in unwrap(module.model).classifier.named_parameters()}
-    trainer = _trainer(tmp_path, [callback, probe], max_epochs=max_epochs)
-    trainer.fit(module, datamodule=_data(data_dir))
+    trainer = quiet_trainer(tmp_path, precision="32-true", limit_val_batches=0, callbacks=[callback, probe],
+                            max_epochs=max_epochs)
+    trainer.fit(module, datamodule=small_glue(data_dir))
     seen, pretrained = probe.seen, _pretrained_backbone()
 
     # Stage 1 did train: the head moved, and BitFit moved backbone biases (which must then go back).
@@ -122,8 +114,9 @@ def test_keep_head_bias_false_resets_biases_to_a_fresh_head_and_stage_is_logged(
     probe = BoundaryProbe(boundary=1)
     callback = TwoStageTraining(stage1_fraction=0.5, keep_head_bias=False)
     logger = CSVLogger(tmp_path, name="csv")
-    trainer = _trainer(tmp_path, [callback, probe], max_epochs=2, logger=logger, log_every_n_steps=1)
-    trainer.fit(_module("frozen"), datamodule=_data(data_dir))
+    trainer = quiet_trainer(tmp_path, precision="32-true", limit_val_batches=0, callbacks=[callback, probe],
+                            max_epochs=2, logger=logger, log_every_n_steps=1)
+    trainer.fit(_module("frozen"), datamodule=small_glue(data_dir))
     seen = probe.seen
     assert torch.equal(seen["stage2_head"]["weight"], seen["stage1_head"]["weight"])
     assert seen["stage1_head"]["bias"].abs().sum() > 0, "stage 1 must have moved the bias for this to test anything"
@@ -145,8 +138,9 @@ def test_resume_in_stage_one_at_the_boundary_and_in_stage_two_equals_an_uninterr
                                              save_on_train_epoch_end=True))
         # Dropout on: checkpoints carry the dropout stream, and the switch keeps head loading off it.
         module = _module("bitfit", hidden_dropout=0.1)
-        trainer = _trainer(root, callbacks, max_epochs=4, enable_checkpointing=save)
-        trainer.fit(module, datamodule=_data(data_dir), ckpt_path=ckpt_path)
+        trainer = quiet_trainer(root, precision="32-true", limit_val_batches=0, callbacks=callbacks, max_epochs=4,
+                                enable_checkpointing=save)
+        trainer.fit(module, datamodule=small_glue(data_dir), ckpt_path=ckpt_path)
         return module, callbacks[0]
 
     reference, _ = run(tmp_path, save=True)

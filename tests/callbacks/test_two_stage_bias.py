@@ -2,55 +2,27 @@
 
 from __future__ import annotations
 
-import lightning as L
 import pytest
 import torch
 
-from pet_lightning import GlueDataModule, PETModule
+from pet_lightning import PETModule
 from pet_lightning.callbacks import TwoStageTraining
 from pet_lightning.heads import MLPHead
 from pet_lightning.strategies.base import unwrap
-from tests.tiny_backbone import write_tiny_backbone
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> str:
-    return write_tiny_backbone(tmp_path_factory.mktemp("tiny") / "bert")
-
-
-class HeadAtBoundary(L.Callback):
-    """Listed after TwoStageTraining: the MLP at fit start, at the end of stage 1 and right after the switch."""
-
-    def __init__(self):
-        self.seen: dict[str, dict[str, torch.Tensor]] = {}
-
-    def _params(self, pl_module) -> dict[str, torch.Tensor]:
-        return {n: p.detach().clone() for n, p in unwrap(pl_module.model).classifier.named_parameters()}
-
-    def on_train_start(self, trainer, pl_module) -> None:
-        self.seen["start"] = self._params(pl_module)
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        if trainer.current_epoch == 0:
-            self.seen["stage1"] = self._params(pl_module)
-
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        if trainer.current_epoch == 1:
-            self.seen["stage2"] = self._params(pl_module)
+from tests.helpers.data import small_glue
+from tests.helpers.probes import HeadAtBoundary
+from tests.helpers.trainers import quiet_trainer
 
 
 @pytest.mark.parametrize("regression_bias", ["label_mean", "zero"])
 def test_reset_biases_restart_at_the_label_mean_and_weights_are_copied(tmp_path, data_dir, tiny, regression_bias):
-    dm = GlueDataModule(task="stsb", data_dir=data_dir, backbone=tiny, batch_size=8, max_length=32, train_subset=16,
-                        order_seed=0)
+    dm = small_glue(data_dir, "stsb", backbone=tiny)
     module = PETModule(backbone=tiny, task="stsb", strategy="bitfit", head="mlp", head_hidden_size=8,
                        learning_rate=1e-2, warmup_ratio=0.0, init_seed=0, regression_bias=regression_bias)
     probe = HeadAtBoundary()
     callback = TwoStageTraining(stage1_epochs=1, keep_head_bias=False, learning_rate=1e-3)
-    trainer = L.Trainer(accelerator="cpu", devices=1, precision="32-true", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                        num_sanity_val_steps=0, default_root_dir=tmp_path, max_epochs=2,
-                        callbacks=[callback, probe])
+    trainer = quiet_trainer(tmp_path, precision="32-true", limit_val_batches=0, max_epochs=2,
+                            callbacks=[callback, probe])
     trainer.fit(module, datamodule=dm)
     labels = [float(example["label"]) for example in dm.plan.train]
     mean = sum(labels) / len(labels)

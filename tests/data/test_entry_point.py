@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from pet_lightning.data import DataError, GlueDataModule, SuperGlueDataModule, TaskDataModule
-from tests.data.test_superglue import _write_jsonl
+from tests.helpers.data import write_jsonl
 
 
 def _texts(module: TaskDataModule) -> dict[str, list]:
@@ -40,7 +40,7 @@ def test_rte_has_two_readings_and_each_module_names_them(tmp_path):
 def test_an_evaluation_only_diagnostic_works_through_the_entry_point(tmp_path):
     rows = [{"sentence1": "S", "sentence2": "T", "label": label, "idx": i} for i, label in
             enumerate(["entailment", "not_entailment"])]
-    _write_jsonl(tmp_path / "superglue/AX-b/AX-b.jsonl", rows)
+    write_jsonl(tmp_path / "superglue/AX-b/AX-b.jsonl", rows)
     axb = TaskDataModule(task="axb", data_dir=str(tmp_path), max_length=16)
     axb.setup("validate")
     assert axb.evaluation_only and axb.plan.leaky and axb.plan.train == []

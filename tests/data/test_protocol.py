@@ -1,14 +1,20 @@
-"""Evaluation protocols on real data: disjoint, covering and reproducible splits."""
+"""Evaluation protocols: disjoint, covering and reproducible splits, on hand-made examples (the protocols are pure
+functions of a source's examples and the split settings) and on real data through the data module."""
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+import pet_lightning.data.protocol as protocol_module
 from pet_lightning.data import DataError, GlueDataModule
-from pet_lightning.data.protocol import stratified_halves, subset
+from pet_lightning.data.protocol import PROTOCOLS, SplitSettings, make_plan, stratified_halves, subset
+from pet_lightning.data.source import ExamplesSource, task_source
+from pet_lightning.tasks import get_task
 
 
 def _ids(examples) -> list[int]:
@@ -126,3 +132,118 @@ def test_halves_keep_groups_together():
     first, second = stratified_halves(examples, seed=3)
     assert {e["group"] for e in first}.isdisjoint({e["group"] for e in second})
     assert len(first) == len(second) == 12
+
+
+# ------------------------------------------------------------------------------------------ hand-made examples
+def _examples(count: int, start: int = 0, group_size: int = 1) -> list[dict]:
+    """Examples ``start .. start + count - 1``; ``group_size`` consecutive ones share a ``group`` (one passage)."""
+    return [{"idx": i, "text": f"premise {i}", "text_pair": f"hypothesis {i}", "label": (i // group_size) % 2,
+             **({"group": i // group_size} if group_size > 1 else {})} for i in range(start, start + count)]
+
+
+def _source(train: int | None = 60, dev: int = 20, test: int = 6, task: str = "rte", group_size: int = 1):
+    splits = {"validation": _examples(dev, 1000, group_size), "test": _examples(test, 2000)}
+    if train is not None:
+        splits["train"] = _examples(train, 0, group_size)
+    return ExamplesSource(get_task(task), splits)
+
+
+def _plan(source, **settings):
+    return make_plan(source, SplitSettings(**settings))
+
+
+def test_standard_on_given_examples_selects_and_reports_dev_and_predicts_test():
+    plan = _plan(_source(), protocol="standard")
+    assert plan.leaky and plan.selection is plan.report
+    assert _ids(plan.selection["validation"]) == list(range(1000, 1020))
+    assert _ids(plan.train) == list(range(60)) and plan.unused_train == []
+    assert _ids(plan.predict) == list(range(2000, 2006))
+    assert plan.origins == {"train": "train", "selection": "validation", "report": "validation"}
+
+
+@pytest.mark.parametrize("group_size", [1, 2])
+def test_dev_split_on_given_examples_halves_dev_keeps_groups_and_follows_seed_and_swap(group_size):
+    source = _source(group_size=group_size)
+    plan, again = _plan(source, protocol="dev_split"), _plan(source, protocol="dev_split")
+    swapped = _plan(source, protocol="dev_split", swap=True)
+    reseeded = _plan(source, protocol="dev_split", split_seed=7)
+    select, report = plan.selection["validation"], plan.report["validation"]
+    assert not plan.leaky and sorted(_ids(select) + _ids(report)) == list(range(1000, 1020))
+    assert len(select) == len(report) == 10
+    assert {e.get("group", e["idx"]) for e in select}.isdisjoint({e.get("group", e["idx"]) for e in report})
+    # Label-stratified as far as whole groups allow: each label's counts differ by at most one group.
+    labels = Counter(e["label"] for e in select), Counter(e["label"] for e in report)
+    assert all(abs(labels[0][label] - labels[1][label]) <= group_size for label in (0, 1))
+    assert _ids(again.selection["validation"]) == _ids(select)
+    assert _ids(swapped.selection["validation"]) == _ids(report) and _ids(swapped.report["validation"]) == _ids(select)
+    assert _ids(reseeded.selection["validation"]) != _ids(select)
+    assert "dev half 2 selects" in swapped.description and "(split seed 7)" in reseeded.description
+
+
+def test_train_holdout_on_given_examples_holds_out_ten_percent_of_train():
+    plan = _plan(_source(), protocol="train_holdout")
+    selection = plan.selection["validation"]
+    assert len(selection) == 6 and sorted(_ids(plan.train) + _ids(selection)) == list(range(60))
+    assert _ids(plan.report["validation"]) == list(range(1000, 1020))
+    assert plan.origins == {"train": "train", "selection": "train", "report": "validation"}
+
+
+def test_train_holdout_without_given_train_carves_three_parts_out_of_dev():
+    plan = _plan(_source(train=None, dev=40), protocol="train_holdout")
+    parts = [_ids(plan.train), _ids(plan.selection["validation"]), _ids(plan.report["validation"])]
+    assert all(parts) and sorted(sum(parts, [])) == list(range(1000, 1040))
+    assert len(parts[2]) == 20 and len(parts[1]) == 4
+    assert plan.origins == {"train": "validation", "selection": "validation", "report": "validation"}
+    with pytest.raises(DataError, match="no training split in the given examples: dev_split needs one"):
+        _plan(_source(train=None), protocol="dev_split")
+
+
+def test_train_holdout_tail_selects_on_the_last_tenth_of_train_in_file_order():
+    plan = _plan(_source(train=55), protocol="train_holdout_tail")
+    assert _ids(plan.selection["validation"]) == list(range(49, 55))  # ceil(0.1 * 55) = 6, as Hugging Face cuts
+    assert _ids(plan.train) == list(range(49))
+
+
+def test_train_subset_on_given_examples_is_fixed_by_its_seed_and_keeps_the_rest_for_the_audit():
+    source = _source()
+    plan = _plan(source, protocol="dev_split", train_subset=20)
+    again = _plan(source, protocol="dev_split", train_subset=20)
+    other = _plan(source, protocol="dev_split", train_subset=20, subset_seed=1)
+    assert len(plan.train) == 20 and _ids(plan.train) == _ids(again.train) != _ids(other.train)
+    assert sorted(_ids(plan.train) + _ids(plan.unused_train)) == list(range(60))
+    assert _ids(plan.train) == sorted(_ids(plan.train))
+    with pytest.raises(ValueError, match="train_subset=61 exceeds the 60 training examples"):
+        _plan(source, train_subset=61)
+
+
+def test_an_evaluation_only_task_evaluates_its_test_examples_under_every_protocol():
+    source = ExamplesSource(get_task("axb"), {"test": _examples(8)})
+    for protocol in PROTOCOLS:
+        plan = _plan(source, protocol=protocol)
+        assert plan.train == [] and plan.leaky
+        assert _ids(plan.selection["test"]) == _ids(plan.report["test"]) == _ids(plan.predict) == list(range(8))
+
+
+def test_split_settings_are_frozen_and_refuse_an_unknown_protocol():
+    settings = SplitSettings()
+    assert (settings.protocol, settings.swap, settings.split_seed, settings.train_subset, settings.subset_seed) == (
+        "standard", False, 42, None, 0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.protocol = "dev_split"  # type: ignore[misc]
+    with pytest.raises(ValueError, match="unknown protocol 'leaky': choose one of standard, dev_split"):
+        SplitSettings(protocol="leaky")
+    assert all(f.metadata.get("help") for f in dataclasses.fields(SplitSettings))
+
+
+def test_the_protocols_never_import_the_data_module():
+    tree = ast.parse(Path(protocol_module.__file__).read_text(encoding="utf-8"))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert not {name for name in imported if name and name.startswith("pet_lightning.data.base")}
+
+
+@pytest.mark.parametrize("protocol", ["standard", "dev_split", "train_holdout"])
+def test_the_data_module_plans_by_make_plan_over_its_source(protocol, data_dir):
+    dm = GlueDataModule(task="rte", data_dir=data_dir, protocol=protocol, train_subset=50, split_seed=3)
+    direct = make_plan(task_source(get_task("rte"), data_dir), SplitSettings(protocol, split_seed=3, train_subset=50))
+    assert dm.plan_splits() == direct

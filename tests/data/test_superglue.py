@@ -15,7 +15,8 @@ from pet_lightning.data.formulations import FORMULATIONS
 from pet_lightning.data.superglue import token_f1
 from pet_lightning.module import PETModule
 from pet_lightning.tasks import get_task
-from tests.conftest import real_fit_precision
+from tests.helpers.data import record_row, write_jsonl
+from tests.helpers.trainers import quiet_trainer
 
 # Official row counts (train, val, test) as in ../shared/data/MANIFEST.md; MultiRC counts answer options.
 REAL = {
@@ -123,7 +124,7 @@ def test_rte_inside_superglue_is_the_jsonl_task_and_benchmarks_do_not_mix(tmp_pa
         GlueDataModule(task="cb")
     with pytest.raises(ValueError, match="use GlueDataModule"):
         SuperGlueDataModule(task="mrpc")
-    _write_jsonl(
+    write_jsonl(
         tmp_path / "superglue/RTE/val.jsonl",
         [
             {"premise": "A cat sat.", "hypothesis": "An animal sat.", "label": "entailment", "idx": 0},
@@ -134,30 +135,11 @@ def test_rte_inside_superglue_is_the_jsonl_task_and_benchmarks_do_not_mix(tmp_pa
     assert [(e["text_pair"], e["label"]) for e in examples] == [("An animal sat.", 0), ("A dog ran.", 1)]
 
 
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-
-
-def record_row(idx: int, answers: list[str] | None) -> dict:
-    text = "Ann Lee met Bob Ray in Paris.\n@highlight\nBob Ray thanked Ann Lee"
-    entities = [
-        {"start": text.index(name), "end": text.index(name) + len(name) - 1}
-        for name in ("Ann Lee", "Bob Ray", "Paris")
-    ]
-    # "Ann Lee" occurs twice in the text; the candidate list holds it once.
-    entities.append({"start": text.rindex("Ann Lee"), "end": text.rindex("Ann Lee") + 6})
-    qa = {"query": "@placeholder was thanked by Bob Ray.", "idx": 10 + idx}
-    if answers is not None:
-        qa["answers"] = [{"start": 0, "end": len(a) - 1, "text": a} for a in answers]
-    return {"source": "test", "passage": {"text": text, "entities": entities}, "qas": [qa], "idx": idx}
-
-
 def test_record_ranks_candidate_entities_from_the_official_layout(tmp_path):
-    _write_jsonl(
+    write_jsonl(
         tmp_path / "superglue/ReCoRD/val.jsonl", [record_row(0, ["Ann Lee"]), record_row(1, ["Ann Lee", "Lee"])]
     )
-    _write_jsonl(tmp_path / "superglue/ReCoRD/test.jsonl", [record_row(0, None)])
+    write_jsonl(tmp_path / "superglue/ReCoRD/test.jsonl", [record_row(0, None)])
     dm = SuperGlueDataModule(task="record", data_dir=str(tmp_path), max_length=32)
     val = dm.load_examples("validation")
     assert [e["meta"]["entity"] for e in val] == ["Ann Lee", "Bob Ray", "Paris"] * 2
@@ -230,14 +212,14 @@ def test_hub_layout_rows_are_formulated_like_local_ones():
 
 
 def test_axb_and_axg_are_evaluation_only_diagnostics(tmp_path):
-    _write_jsonl(
+    write_jsonl(
         tmp_path / "superglue/AX-b/AX-b.jsonl",
         [
             {"sentence1": "S", "sentence2": "T", "label": label, "idx": i, "logic": ""}
             for i, label in enumerate(["entailment", "not_entailment", "entailment"])
         ],
     )
-    _write_jsonl(
+    write_jsonl(
         tmp_path / "superglue/AX-g/AX-g.jsonl",
         [
             {"premise": f"P{i}", "hypothesis": "H", "label": "entailment", "idx": i, "pair_id": 500 + i // 2}
@@ -260,13 +242,13 @@ def test_axb_and_axg_are_evaluation_only_diagnostics(tmp_path):
 
 
 def test_bad_rows_are_one_line_errors(tmp_path):
-    _write_jsonl(
+    write_jsonl(
         tmp_path / "superglue/COPA/val.jsonl",
         [{"premise": "P", "choice1": "a", "choice2": "b", "question": "why", "label": 0, "idx": 0}],
     )
     with pytest.raises(DataError, match=r"COPA/val.jsonl row 1: question 'why' is neither 'cause' nor 'effect'"):
         SuperGlueDataModule(task="copa", data_dir=str(tmp_path)).load_examples("validation")
-    _write_jsonl(
+    write_jsonl(
         tmp_path / "superglue/WSC/val.jsonl",
         [
             {
@@ -279,18 +261,6 @@ def test_bad_rows_are_one_line_errors(tmp_path):
     )
     with pytest.raises(DataError, match="span2_index 9 is outside the text's 2 words"):
         SuperGlueDataModule(task="wsc", data_dir=str(tmp_path)).load_examples("validation")
-
-
-def _trainer(**kwargs) -> L.Trainer:
-    settings = dict(
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
-    return L.Trainer(**{**settings, **kwargs})
 
 
 def test_copa_trains_end_to_end_with_a_multiple_choice_head(data_dir):
@@ -307,7 +277,7 @@ def test_copa_trains_end_to_end_with_a_multiple_choice_head(data_dir):
     loss = model.loss(logits, batch["label"])
     assert float(loss) == pytest.approx(float(torch.nn.functional.cross_entropy(logits, batch["label"])))
     before = model.model.classifier.weight.detach().clone()
-    trainer = _trainer(max_steps=2, limit_val_batches=1)
+    trainer = quiet_trainer(precision="32-true", max_steps=2, limit_val_batches=1)
     trainer.fit(model, datamodule=dm)
     assert not torch.equal(before, model.model.classifier.weight)
     assert 0.0 <= float(trainer.callback_metrics["val/accuracy"]) <= 1.0
@@ -315,11 +285,11 @@ def test_copa_trains_end_to_end_with_a_multiple_choice_head(data_dir):
 
 def test_record_validates_end_to_end_from_the_logits(tmp_path):
     rows = [record_row(0, ["Ann Lee"]), record_row(1, ["Bob Ray"]), record_row(2, ["Paris", "Bob"])]
-    _write_jsonl(tmp_path / "superglue/ReCoRD/val.jsonl", rows)
-    _write_jsonl(tmp_path / "superglue/ReCoRD/train.jsonl", rows)
+    write_jsonl(tmp_path / "superglue/ReCoRD/val.jsonl", rows)
+    write_jsonl(tmp_path / "superglue/ReCoRD/train.jsonl", rows)
     dm = SuperGlueDataModule(task="record", data_dir=str(tmp_path), max_length=32, batch_size=2)
     model = PETModule(task="record", strategy="frozen", init_seed=0)
-    metrics = _trainer().validate(model, datamodule=dm, verbose=False)[0]
+    metrics = quiet_trainer(precision="32-true").validate(model, datamodule=dm, verbose=False)[0]
     # The same figures by hand from the model's logits: per query, the candidate with the largest margin.
     features = dm.datasets["val"]["validation"].features
     model.eval()
@@ -341,7 +311,7 @@ def test_short_real_fine_tune_on_cb_beats_the_majority_class(data_dir):
     L.seed_everything(0)
     dm = SuperGlueDataModule(task="cb", data_dir=data_dir, max_length=96, batch_size=16, order_seed=0)
     model = PETModule(task="cb", strategy="full", learning_rate=1e-4, warmup_ratio=0.1, init_seed=0)
-    trainer = _trainer(max_epochs=4, precision=real_fit_precision(), check_val_every_n_epoch=4)
+    trainer = quiet_trainer(max_epochs=4, check_val_every_n_epoch=4)
     trainer.fit(model, datamodule=dm)
     val = dm.plan.selection["validation"]
     train_labels = [e["label"] for e in dm.plan.train]

@@ -24,14 +24,8 @@ from tests.data.task_file_helpers import (
     regression_task,
     write_task,
 )
-from tests.tiny_backbone import write_tiny_backbone
 
 FORMATS = (".csv", ".jsonl", ".parquet")
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> str:
-    return write_tiny_backbone(tmp_path_factory.mktemp("tiny") / "bert")
 
 
 def _fit(task: str, backbone: str, tmp_path, steps: int = 3):

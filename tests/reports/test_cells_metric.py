@@ -6,7 +6,7 @@ import pytest
 
 from pet_lightning.reports.cells import build_report
 from pet_lightning.sweeps.records import SweepError
-from tests.studies.records import make_record
+from tests.helpers.records import make_record
 
 
 def _records():

@@ -10,7 +10,14 @@ import pytest
 from scipy import stats
 
 from pet_lightning.cli import EXTRA_COMMANDS, main
-from pet_lightning.reports import build_report, log_to_wandb, table2, table3, welch_t_test, write_report
+from pet_lightning.reports import (
+    build_report,
+    group_trend_table,
+    log_to_wandb,
+    mean_std_table,
+    welch_t_test,
+    write_report,
+)
 from pet_lightning.sweeps.records import SweepError
 
 SEEDS = [1111, 2222, 3333, 4444, 5555]
@@ -72,8 +79,8 @@ def test_welch_t_test_needs_two_values_per_side():
     assert math.isnan(t) and math.isnan(df) and p == 1.0
 
 
-def test_table2_cells_marks_and_group_averages():
-    header, rows, csv_rows = table2(build_report(_records()))
+def test_mean_std_table_cells_marks_and_group_averages():
+    header, rows, csv_rows = mean_std_table(build_report(_records()))
     assert header == ["task", "group", "metric", "full", "bitfit", "lora"]
     cells = {row[0]: row[3:] for row in rows}
     assert cells["cb"] == ["84.0 ± 3.2", "72.0 ± 1.6↓", "86.0 ± 1.6"]
@@ -94,13 +101,13 @@ def test_table2_cells_marks_and_group_averages():
     assert averages and all(r["tasks"] == 1 and "seeds" not in r for r in averages)
 
 
-def test_table3_trends_per_resource_group():
-    header, rows, _ = table3(build_report(_records()))
+def test_group_trend_table_trends_per_resource_group():
+    header, rows, _ = group_trend_table(build_report(_records()))
     assert header == ["method", "low (<1k)", "medium (<10k)"]
     assert rows == [["bitfit", "↘", "↗"], ["lora", "→", "→"]]
 
 
-def test_table3_combines_a_groups_tasks_with_equal_weights():
+def test_group_trend_table_combines_a_groups_tasks_with_equal_weights():
     # rte and a second medium task on a 100x wider scale: a test on the average score would be decided by the
     # wide task alone (bitfit - full = -30 there against +6 on rte); Stouffer weighs each task's Welch p once.
     records = [r for r in _records() if r["task"] == "rte"]
@@ -109,7 +116,7 @@ def test_table3_combines_a_groups_tasks_with_equal_weights():
         for seed, score in zip(SEEDS, scores):
             records.append(_record("rte", method, seed, "both", score, config_hash=f"x-{method}") | {"task": "mrpc"})
     report = build_report([r | {"train_examples": 2490} for r in records])
-    _, rows, csv_rows = table3(report)
+    _, rows, csv_rows = group_trend_table(report)
     p_rte = stats.ttest_ind(KNOWN[("rte", "bitfit")], KNOWN[("rte", "full")], equal_var=False,
                             alternative="greater").pvalue
     p_wide = stats.ttest_ind(wide["bitfit"], wide["full"], equal_var=False, alternative="greater").pvalue
@@ -203,7 +210,7 @@ def test_resource_groups_follow_the_examples_runs_trained_on(tmp_path):
     report = build_report(records)
     assert report.groups == {"cb": "low", "rte": "low"}
     assert report.official_groups == {"cb": "low", "rte": "medium"}
-    header, rows, _ = table3(report)
+    header, rows, _ = group_trend_table(report)
     assert header == ["method", "low (<1k)"]
     page = write_report(records, tmp_path)["report"].read_text(encoding="utf-8")
     assert "rte low (officially medium)" in page

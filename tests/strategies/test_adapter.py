@@ -12,8 +12,10 @@ from pet_lightning.backbones import build_from_config, load_backbone
 from pet_lightning.strategies import StrategyError, build_strategy
 from pet_lightning.strategies.adapter import AdaptedLinear
 from pet_lightning.tasks import get_task
-from tests.strategies.conftest import HEAD, HIDDEN, MINILM_LAYERS, MINILM_TOTAL, tiny_model, trainer
-from tests.strategies.test_peft_methods import assert_resume_equals_uninterrupted
+from tests.helpers.backbones import HIDDEN, MINILM_LAYERS, MINILM_TOTAL, tiny_model
+from tests.helpers.resume import assert_resume_equals_uninterrupted
+from tests.helpers.trainers import quiet_trainer
+from tests.strategies.conftest import HEAD
 
 
 def adapter_names(*sites: str) -> set[str]:
@@ -69,7 +71,7 @@ def test_houlsby_puts_two_adapters_in_every_layer_of_each_family(family):
 def test_remove_restores_the_plain_model(minilm):
     strategy = build_strategy("adapter", style="houlsby")
     report = strategy.apply(minilm)
-    plain = strategy.remove(report.model)
+    plain = report.remove()
     fresh = load_backbone("minilm", get_task("rte"))
     assert [n for n, _ in plain.named_parameters()] == [n for n, _ in fresh.named_parameters()]
     assert not any(isinstance(m, AdaptedLinear) for m in plain.modules())
@@ -96,7 +98,7 @@ def test_fifty_real_steps_lower_the_loss_and_move_the_adapters(tmp_path, data_di
         before = sum(float(module.loss(module(b), b["label"])) for b in batches) / len(batches)
     start = {n: p.detach().clone() for n, p in module.model.named_parameters() if ".adapter." in n}
     module.train()
-    trainer(tmp_path, max_steps=50, limit_val_batches=0).fit(module, datamodule=dm)
+    quiet_trainer(tmp_path, max_steps=50, limit_val_batches=0).fit(module, datamodule=dm)
     module.eval()
     with torch.no_grad():
         after = sum(float(module.loss(module(b), b["label"])) for b in batches) / len(batches)
@@ -107,7 +109,7 @@ def test_fifty_real_steps_lower_the_loss_and_move_the_adapters(tmp_path, data_di
 def test_checkpoint_holds_adapters_and_head_and_reloads_identical_logits(tmp_path, data_dir):
     dm = GlueDataModule(task="rte", data_dir=data_dir, batch_size=8, max_length=64, train_subset=16)
     module = PETModule(task="rte", strategy={"name": "adapter", "style": "houlsby"}, learning_rate=1e-2)
-    run = trainer(tmp_path, max_steps=2, limit_val_batches=0, precision="32-true")
+    run = quiet_trainer(tmp_path, max_steps=2, limit_val_batches=0, precision="32-true")
     run.fit(module, datamodule=dm)
     run.save_checkpoint(tmp_path / "adapter.ckpt")
     checkpoint = torch.load(tmp_path / "adapter.ckpt", weights_only=False)

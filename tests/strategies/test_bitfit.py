@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 
 from pet_lightning.strategies import build_strategy
-from tests.strategies.conftest import FFN, HEAD, HIDDEN, MINILM_LAYERS, check_reload_and_resume, train_briefly
+from tests.helpers.backbones import FFN, HIDDEN, MINILM_LAYERS
+from tests.helpers.resume import check_reload_and_resume
+from tests.strategies.conftest import HEAD, train_briefly
 
 # Per layer: q, k, v, attention-output (4 x 384), intermediate (1536), output (384), two LayerNorms (2 x 384).
 PER_LAYER_BIASES = 4 * HIDDEN + FFN + HIDDEN + 2 * HIDDEN

@@ -2,33 +2,18 @@
 
 from __future__ import annotations
 
-import lightning as L
 import pytest
 import torch
 
-from pet_lightning import GlueDataModule, PETModule
+from pet_lightning import PETModule
+from pet_lightning.callbacks import ChildTuningFisher
 from pet_lightning.strategies import StrategyError, build_strategy
-from pet_lightning.strategies.child_tuning import ChildTuningFisher, top_fraction_masks
+from pet_lightning.strategies.child_tuning import top_fraction_masks
+from tests.helpers.data import small_glue
+from tests.helpers.probes import FirstStepGrads
+from tests.helpers.trainers import quiet_trainer
 
 RESERVE_P = 0.1
-
-
-def _data(data_dir: str) -> GlueDataModule:
-    return GlueDataModule(task="rte", data_dir=data_dir, batch_size=8, max_length=32, train_subset=16, order_seed=0)
-
-
-def _trainer(**kwargs) -> L.Trainer:
-    return L.Trainer(accelerator="cpu", precision="32-true", limit_val_batches=0, logger=False,
-                     enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, **kwargs)
-
-
-class GradProbe(L.Callback):
-    """Keeps the gradients of the first step, after the masking hooks ran."""
-
-    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
-        if not hasattr(self, "grads"):
-            self.grads = {n: p.grad.detach().clone() for n, p in pl_module.model.named_parameters()
-                          if p.grad is not None}
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +21,10 @@ def trained(data_dir):
     module = PETModule(task="rte", strategy={"name": "child_tuning_d", "reserve_p": RESERVE_P}, learning_rate=1e-3,
                        init_seed=0, warmup_ratio=0.0, hidden_dropout=0.0)
     pretrained = {n: p.detach().clone() for n, p in module.model.named_parameters()}
-    probe = GradProbe()
-    data = _data(data_dir)
-    trainer = _trainer(max_steps=2, callbacks=[ChildTuningFisher(), probe])
+    probe = FirstStepGrads()
+    data = small_glue(data_dir)
+    trainer = quiet_trainer(precision="32-true", limit_val_batches=0, max_steps=2,
+                            callbacks=[ChildTuningFisher(), probe])
     trainer.fit(module, datamodule=data)
     return module, pretrained, probe.grads, trainer, data
 
@@ -47,7 +33,7 @@ def test_fisher_is_the_summed_squared_gradient_over_the_training_batches(trained
     module, pretrained, _, _, _ = trained
     name = "bert.encoder.layer.5.output.dense.weight"
     fresh = PETModule(task="rte", strategy="full", init_seed=0, hidden_dropout=0.0).eval()
-    data = _data(data_dir)
+    data = small_glue(data_dir)
     data.setup("fit")
     expected = torch.zeros_like(pretrained[name])
     param = dict(fresh.model.named_parameters())[name]
@@ -56,12 +42,12 @@ def test_fisher_is_the_summed_squared_gradient_over_the_training_batches(trained
         loss = torch.nn.functional.cross_entropy(fresh.model(**inputs).logits, batch["label"])
         (grad,) = torch.autograd.grad(loss, param)
         expected += grad**2
-    assert torch.allclose(module.strategy.fisher[name], expected, rtol=1e-4, atol=1e-12)
+    assert torch.allclose(module.report.inputs["fisher"][name], expected, rtol=1e-4, atol=1e-12)
 
 
 def test_mask_is_the_top_reserve_p_of_encoder_scalars_by_fisher_score(trained):
     module, _, _, _, _ = trained
-    fisher, masks = module.strategy.fisher, module.report.masks
+    fisher, masks = module.report.inputs["fisher"], module.report.masks
     assert set(masks) == set(fisher)
     assert all(".encoder.layer." in name for name in masks)
     assert len(masks) == 6 * 16  # every tensor of the six transformer layers
@@ -101,8 +87,9 @@ def test_top_fraction_uses_one_threshold_across_tensors():
 
 def test_fit_without_the_fisher_callback_and_bad_settings_are_one_line_errors(data_dir):
     module = PETModule(task="rte", strategy="child_tuning_d")
-    with pytest.raises(StrategyError, match="add pet_lightning.strategies.child_tuning.ChildTuningFisher"):
-        _trainer(max_steps=1).fit(module, datamodule=_data(data_dir))
+    with pytest.raises(StrategyError, match="add pet_lightning.callbacks.ChildTuningFisher"):
+        run = quiet_trainer(precision="32-true", limit_val_batches=0, max_steps=1)
+        run.fit(module, datamodule=small_glue(data_dir))
     with pytest.raises(StrategyError, match="reserve_p=0"):
         build_strategy("child_tuning_d", reserve_p=0)
     with pytest.raises(StrategyError, match="where='ffn'"):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pet_lightning.strategies import build_strategy
-from tests.strategies.conftest import HEAD, HIDDEN, MINILM_LAYERS, NORM_A, NORM_F, layer_names, train_briefly
+from tests.helpers.backbones import HIDDEN, MINILM_LAYERS
+from tests.strategies.conftest import HEAD, NORM_A, NORM_F, layer_names, train_briefly
 
 LN = 2 * HIDDEN  # gain and bias of one LayerNorm
 
@@ -27,7 +28,7 @@ def test_one_layer_at_a_time_as_in_table_3(minilm):
         report = strategy.apply(minilm)
         assert set(report.trainable_names) == layer_names(index, *NORM_A, *NORM_F) | HEAD
         assert report.trainable == 2 * LN
-        strategy.remove(minilm)
+        report.remove()
 
 
 def test_include_embeddings_adds_the_embedding_layernorm(minilm):

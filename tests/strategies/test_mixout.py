@@ -54,7 +54,7 @@ def test_apply_patches_every_backbone_linear_keeps_names_and_remove_undoes_it():
     model.eval()
     with torch.no_grad():
         eval_logits = model(**batch).logits
-    strategy.remove(model)
+    report.remove()
     assert not any(hasattr(m, "mixout_target") or "forward" in vars(m) for m in model.modules())
     assert all(m.p == 0.1 for m in backbone.modules() if isinstance(m, nn.Dropout))
     with torch.no_grad():

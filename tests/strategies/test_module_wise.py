@@ -5,17 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pet_lightning.strategies import build_strategy
-from tests.strategies.conftest import (
-    ATTENTION_PARTS,
-    FFN,
-    FFN_PARTS,
-    HEAD,
-    HIDDEN,
-    MINILM_LAYERS,
-    MINILM_TOTAL,
-    layer_names,
-    train_briefly,
-)
+from tests.helpers.backbones import FFN, HIDDEN, MINILM_LAYERS, MINILM_TOTAL
+from tests.strategies.conftest import ATTENTION_PARTS, FFN_PARTS, HEAD, layer_names, train_briefly
 
 
 def test_ffn_trains_exactly_both_dense_layers_of_every_layer(minilm):

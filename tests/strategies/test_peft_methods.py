@@ -15,7 +15,9 @@ from pet_lightning import GlueDataModule, PETModule
 from pet_lightning.backbones import build_from_config, load_backbone
 from pet_lightning.strategies import StrategyError, build_strategy
 from pet_lightning.tasks import get_task
-from tests.strategies.conftest import FFN, HIDDEN, MINILM_LAYERS, MINILM_TOTAL, tiny_model, trainer
+from tests.helpers.backbones import FFN, HIDDEN, MINILM_LAYERS, MINILM_TOTAL, tiny_model
+from tests.helpers.resume import assert_resume_equals_uninterrupted, fit_for_resume
+from tests.helpers.trainers import quiet_trainer, strategy_callbacks
 
 HEAD_COPY = {"base_model.model.classifier.modules_to_save.default.weight",
              "base_model.model.classifier.modules_to_save.default.bias"}
@@ -130,7 +132,7 @@ def test_remove_returns_the_plain_model_with_the_trained_head(minilm, name):
     trained_head = report.model.get_base_model().classifier.modules_to_save["default"]
     with torch.no_grad():
         trained_head.weight.add_(1.0)
-    plain = strategy.remove(report.model)
+    plain = report.remove()
     assert type(plain).__name__ == "BertForSequenceClassification"
     assert not any(isinstance(m, ModulesToSaveWrapper) for m in plain.modules())
     fresh = load_backbone("minilm", get_task("rte"))
@@ -172,7 +174,7 @@ def test_prefix_longer_than_max_length_fails_at_fit_start(tmp_path, data_dir):
     dm = GlueDataModule(task="rte", data_dir=data_dir, batch_size=8, max_length=16, train_subset=16)
     module = PETModule(task="rte", strategy={"name": "prefix", "num_virtual_tokens": 20})
     with pytest.raises(StrategyError, match=r"num_virtual_tokens=20 is longer than the data's max_length=16") as err:
-        trainer(tmp_path, fast_dev_run=1).fit(module, datamodule=dm)
+        quiet_trainer(tmp_path, fast_dev_run=1).fit(module, datamodule=dm)
     assert "\n" not in str(err.value)
 
 
@@ -180,7 +182,7 @@ def test_ia3_under_bf16_true_warns_that_scales_will_not_move(tmp_path, data_dir)
     dm = GlueDataModule(task="rte", data_dir=data_dir, batch_size=4, max_length=32, train_subset=8)
     module = PETModule(task="rte", strategy="ia3")
     with pytest.warns(UserWarning, match="ia3 under bf16-true.*will not move"):
-        trainer(tmp_path, fast_dev_run=1, precision="bf16-true").fit(module, datamodule=dm)
+        quiet_trainer(tmp_path, fast_dev_run=1, precision="bf16-true").fit(module, datamodule=dm)
 
 
 def test_optimizer_groups_give_the_head_and_the_method_their_own_learning_rates():
@@ -195,11 +197,6 @@ def test_optimizer_groups_give_the_head_and_the_method_their_own_learning_rates(
 
 LEARNING_RATES = {"lora": 5e-3, "ia3": 2e-2, "prefix": 1e-2, "prompt": 3e-2, "dora": 5e-3, "vera": 2e-2,
                   "adalora": 5e-3, "peft": 5e-3}
-
-
-def needed(strategy: dict) -> list:
-    """The callbacks the strategy declares it needs (AdaLoRA's schedule), as PETLightningCLI adds them."""
-    return getattr(build_strategy(strategy), "required_callbacks", list)()
 
 
 def _mean_loss(module: PETModule, batches) -> float:
@@ -220,7 +217,8 @@ def test_fifty_real_steps_lower_the_loss_and_move_the_method_tensors(tmp_path, d
     before = _mean_loss(module, batches)
     method = {n: p.detach().clone() for n, p in module.model.named_parameters() if n in CASES[name][1]}
     module.train()
-    trainer(tmp_path, max_steps=50, limit_val_batches=0, callbacks=needed(strategy)).fit(module, datamodule=dm)
+    run = quiet_trainer(tmp_path, max_steps=50, limit_val_batches=0, callbacks=strategy_callbacks(strategy))
+    run.fit(module, datamodule=dm)
     after = _mean_loss(module, batches)
     # Losses are measured in eval mode on the same batches, so any drop is real. Prefix and prompt tuning move
     # slowest (0.689 -> 0.651 and 0.659 here; LoRA and IA3 reach about 0.45).
@@ -241,7 +239,8 @@ def test_checkpoint_holds_method_and_head_and_reloads_identical_logits(tmp_path,
     dm = GlueDataModule(task="rte", data_dir=data_dir, batch_size=8, max_length=64, train_subset=16)
     strategy = {"name": name, **CASES[name][0]}
     module = PETModule(task="rte", strategy=strategy, learning_rate=1e-2)
-    run = trainer(tmp_path, max_steps=2, limit_val_batches=0, precision="32-true", callbacks=needed(strategy))
+    run = quiet_trainer(tmp_path, max_steps=2, limit_val_batches=0, precision="32-true",
+                        callbacks=strategy_callbacks(strategy))
     run.fit(module, datamodule=dm)
     path = tmp_path / "method.ckpt"
     run.save_checkpoint(path)
@@ -254,33 +253,6 @@ def test_checkpoint_holds_method_and_head_and_reloads_identical_logits(tmp_path,
     restored.eval()
     with torch.no_grad():
         assert torch.equal(module(batch), restored(batch))
-
-
-def _fit(tmp_path, data_dir, strategy: dict, ckpt_path=None, callbacks=()) -> tuple[PETModule, L.Trainer]:
-    # A different global seed for the resumed run: only the two explicit seeds and the checkpoint may matter.
-    L.seed_everything(3 if ckpt_path is None else 4)
-    dm = GlueDataModule(task="rte", data_dir=data_dir, batch_size=8, max_length=48, train_subset=24, order_seed=3)
-    # Dropout on: the checkpoint carries the dropout stream, so the resumed run draws the same masks.
-    module = PETModule(task="rte", strategy=strategy, learning_rate=5e-3, head_learning_rate=1e-3,
-                       warmup_ratio=0.2, init_seed=1, hidden_dropout=0.1)
-    run = trainer(tmp_path, max_epochs=2, limit_val_batches=0, precision="32-true",
-                  callbacks=[*callbacks, *needed(strategy)], enable_checkpointing=bool(callbacks))
-    run.fit(module, datamodule=dm, ckpt_path=ckpt_path)
-    return module, run
-
-
-def assert_resume_equals_uninterrupted(tmp_path, data_dir, strategy: dict) -> None:
-    """A 2-epoch run with dropout equals the same run resumed from its own end-of-epoch-1 checkpoint (optimizer,
-    schedule, dropout stream)."""
-    every_epoch = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_top_k=-1, every_n_epochs=1, filename="{epoch}")
-    whole, _ = _fit(tmp_path / "whole", data_dir, strategy, callbacks=[every_epoch])
-    resumed, second = _fit(tmp_path / "second", data_dir, strategy, ckpt_path=tmp_path / "ckpt" / "epoch=0.ckpt")
-    assert second.global_step == 6
-    expected = dict(whole.model.named_parameters())
-    for name in whole.report.trainable_names:
-        assert torch.equal(dict(resumed.model.named_parameters())[name], expected[name]), name
-    opt_whole, opt_resumed = whole.optimizers().optimizer, resumed.optimizers().optimizer
-    assert [g["lr"] for g in opt_whole.param_groups] == [g["lr"] for g in opt_resumed.param_groups]
 
 
 def test_lora_resume_equals_uninterrupted(tmp_path, data_dir):
@@ -297,12 +269,12 @@ def test_resume_without_the_stored_dropout_stream_differs(tmp_path, data_dir):
     """Control for the resume tests: a checkpoint stripped of its dropout stream no longer replays the run."""
     strategy = {"name": "lora", "r": 4, "dropout": 0.1}
     every_epoch = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_top_k=-1, every_n_epochs=1, filename="{epoch}")
-    whole, _ = _fit(tmp_path / "whole", data_dir, strategy, callbacks=[every_epoch])
+    whole, _ = fit_for_resume(tmp_path / "whole", data_dir, strategy, callbacks=[every_epoch])
     checkpoint = torch.load(tmp_path / "ckpt" / "epoch=0.ckpt", weights_only=False)
     assert set(checkpoint["pet_lightning"]["rng"]) == {"cpu"}
     del checkpoint["pet_lightning"]["rng"]
     torch.save(checkpoint, tmp_path / "stripped.ckpt")
-    resumed, _ = _fit(tmp_path / "second", data_dir, strategy, ckpt_path=tmp_path / "stripped.ckpt")
+    resumed, _ = fit_for_resume(tmp_path / "second", data_dir, strategy, ckpt_path=tmp_path / "stripped.ckpt")
     lora_a = next(name for name in whole.report.trainable_names if "lora_A" in name)
     got, expected = dict(resumed.model.named_parameters())[lora_a], dict(whole.model.named_parameters())[lora_a]
     assert not torch.equal(got, expected)

@@ -14,13 +14,13 @@ import torch
 from peft import LoraConfig
 from transformers import BertConfig, RobertaConfig
 
-from benchmarks.config_runs import run_config
 from pet_lightning import GlueDataModule, PETModule
 from pet_lightning.backbones import build_from_config, load_backbone
+from pet_lightning.lightning_cli import fit_summary as run_config
 from pet_lightning.strategies import StrategyError, build_strategy
 from pet_lightning.tasks import get_task
-from tests.conftest import real_fit_overrides
-from tests.strategies.conftest import HIDDEN, MINILM_LAYERS, tiny_configs, tiny_model, trainer
+from tests.helpers.backbones import HIDDEN, MINILM_LAYERS, tiny_configs, tiny_model
+from tests.helpers.trainers import quiet_trainer, real_fit_overrides
 
 ROBERTA_LAYERS, ROBERTA_HIDDEN = 12, 768
 LORA_R8_QV = ROBERTA_LAYERS * 2 * (8 * ROBERTA_HIDDEN + ROBERTA_HIDDEN * 8)  # 294,912: the LoRA paper's count
@@ -120,7 +120,7 @@ def test_pissa_checkpoint_reloads_identical_logits(tmp_path, data_dir):
     L.seed_everything(0)
     dm = GlueDataModule(task="rte", data_dir=data_dir, batch_size=8, max_length=32, train_subset=16)
     module = PETModule(task="rte", strategy={"name": "lora", "r": 4, "init": "pissa"}, learning_rate=1e-2)
-    run = trainer(tmp_path, max_steps=2, limit_val_batches=0, precision="32-true")
+    run = quiet_trainer(tmp_path, max_steps=2, limit_val_batches=0, precision="32-true")
     run.fit(module, datamodule=dm)
     run.save_checkpoint(tmp_path / "pissa.ckpt")
     restored = PETModule.load_from_checkpoint(tmp_path / "pissa.ckpt").eval()

@@ -8,7 +8,9 @@ import torch
 
 from pet_lightning import PETModule
 from pet_lightning.strategies import build_strategy
-from tests.strategies.conftest import HEAD, HIDDEN, MINILM_LAYERS, MINILM_TOTAL, check_reload_and_resume, train_briefly
+from tests.helpers.backbones import HIDDEN, MINILM_LAYERS, MINILM_TOTAL
+from tests.helpers.resume import check_reload_and_resume
+from tests.strategies.conftest import HEAD, train_briefly
 
 LAYERNORM_COUNT = MINILM_LAYERS * 2 * 2 * HIDDEN  # what `layernorm` trains on MiniLM: 9216
 

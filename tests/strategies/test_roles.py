@@ -8,7 +8,7 @@ from torch import nn
 
 from pet_lightning.strategies import StrategyError, build_strategy
 from pet_lightning.strategies.roles import find_roles
-from tests.strategies.conftest import MINILM_LAYERS, tiny_model
+from tests.helpers.backbones import MINILM_LAYERS, tiny_model
 
 # Layer 0 of each family, by the names its modeling code uses.
 EXPECTED_LAYER_0 = {
@@ -65,8 +65,9 @@ def test_strategy_counts_on_tiny_models_of_each_family(family, attention_linears
     counts = {}
     for label, (name, settings) in cases.items():
         strategy = build_strategy(name, **settings)
-        counts[label] = strategy.apply(model).trainable
-        strategy.remove(model)
+        report = strategy.apply(model)
+        counts[label] = report.trainable
+        report.remove()
     per_layer_attention = attention_linears * 272
     # Embedding LayerNorm (ELECTRA's is embedding_size 8 wide) plus DeBERTa-v2's relative-position LayerNorm.
     outer = {"electra": 2 * 8, "deberta-v2": 2 * (2 * 16)}.get(family, 2 * 16)
@@ -153,6 +154,6 @@ def test_bert_base_percent_reproduces_transferability_table_1():
         report = strategy.apply(model)
         assert report.total == 109_482_240
         percent[row] = round(report.percent, 2)
-        strategy.remove(model)
+        report.remove()
     assert percent == {"Feed-Forward": 51.76, "Multi-Head": 25.89, "LayerNorms": 0.03, "LayerNorms_A": 0.02,
                        "LayerNorms_F": 0.02, "Random": 0.03, "Frozen": 0.0}

@@ -11,14 +11,13 @@ from transformers import BertConfig
 
 from pet_lightning import GlueDataModule, PETModule
 from pet_lightning.backbones import build_from_config
+from pet_lightning.callbacks.child_tuning import fisher_scores
 from pet_lightning.strategies import StrategyError, build_strategy
 from pet_lightning.strategies.adapter import AdaptedLinear, AdaptedOutput
 from pet_lightning.strategies.base import backbone_of, head_parameters
-from pet_lightning.strategies.child_tuning import fisher_scores
 from pet_lightning.strategies.mixout import TARGET
 from pet_lightning.tasks import get_task
-from tests.strategies.conftest import tiny_model
-from tests.tiny_backbone import write_tiny_backbone
+from tests.helpers.backbones import tiny_model
 
 
 def _head_modules(model: nn.Module) -> list[nn.Module]:
@@ -33,7 +32,7 @@ def test_mixout_include_head_mixes_the_head_toward_its_initial_values(include_he
     head_linears = [m for m in _head_modules(model) if isinstance(m, nn.Linear)]
     head_dropouts = [m for m in _head_modules(model) if isinstance(m, nn.Dropout)]
     initial = [m.weight.detach().clone() for m in head_linears]
-    strategy.apply(model)
+    report = strategy.apply(model)
     assert head_linears and head_dropouts
     assert all(hasattr(m, TARGET) == include_head for m in head_linears)
     assert all((m.p == 0.0) == include_head for m in head_dropouts)
@@ -46,7 +45,7 @@ def test_mixout_include_head_mixes_the_head_toward_its_initial_values(include_he
         model.train()
         x = torch.randn(4, head_linears[-1].in_features)
         assert not torch.equal(head_linears[-1](x), head_linears[-1](x))
-    strategy.remove(model)
+    report.remove()
     assert not any(hasattr(m, TARGET) for m in model.modules())
     assert all(m.p == 0.1 for m in head_dropouts)
 
@@ -65,7 +64,7 @@ def test_the_normalised_pfeiffer_adapter_reads_the_layers_normalised_output():
     plain = block(x, hidden)
     strategy = build_strategy({"name": "adapter", "style": "pfeiffer", "reduction_factor": 4,
                                "placement": "normalised", "init_std": 0.02})
-    strategy.apply(model)
+    report = strategy.apply(model)
     wrapped = backbone_of(model).encoder.layer[0].output
     assert isinstance(wrapped, AdaptedOutput) and wrapped.base is block
     assert not any(isinstance(m, AdaptedLinear) for m in model.modules())
@@ -78,14 +77,13 @@ def test_the_normalised_pfeiffer_adapter_reads_the_layers_normalised_output():
         assert torch.allclose(wrapped(x, hidden), plain, atol=1e-6)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == {n for n in trainable if ".adapter." in n} | set(head_parameters(model))
-    strategy.remove(model)
+    report.remove()
     assert backbone_of(model).encoder.layer[0].output is block
     with pytest.raises(StrategyError, match="normalised with style pfeiffer"):
         build_strategy({"name": "adapter", "style": "houlsby", "placement": "normalised"})
 
 
-def _fisher_module(tmp_path) -> tuple[PETModule, list[dict[str, torch.Tensor]], list[str]]:
-    tiny = write_tiny_backbone(tmp_path / "bert")
+def _fisher_module(tiny: str) -> tuple[PETModule, list[dict[str, torch.Tensor]], list[str]]:
     module = PETModule(backbone=tiny, task="rte", strategy={"name": "child_tuning_d", "reserve_p": 0.1}, init_seed=0)
     gen = torch.Generator().manual_seed(0)
     batches = [{"input_ids": torch.randint(3, 1000, (4, 12), generator=gen),
@@ -94,8 +92,8 @@ def _fisher_module(tmp_path) -> tuple[PETModule, list[dict[str, torch.Tensor]], 
     return module, batches, module.strategy.masked_names(module.model)
 
 
-def test_fisher_with_dropout_is_reproducible_from_its_seed_and_differs_from_eval_mode(tmp_path):
-    module, batches, names = _fisher_module(tmp_path)
+def test_fisher_with_dropout_is_reproducible_from_its_seed_and_differs_from_eval_mode(tiny):
+    module, batches, names = _fisher_module(tiny)
     eval_mode = fisher_scores(module, batches, names, None)
     state = torch.random.get_rng_state()
     first = fisher_scores(module, batches, names, None, dropout=True, seed=3)
@@ -106,8 +104,8 @@ def test_fisher_with_dropout_is_reproducible_from_its_seed_and_differs_from_eval
     assert module.training  # the module's mode is restored
 
 
-def test_fisher_clips_each_tensors_gradient_before_squaring(tmp_path):
-    module, batches, names = _fisher_module(tmp_path)
+def test_fisher_clips_each_tensors_gradient_before_squaring(tiny):
+    module, batches, names = _fisher_module(tiny)
     plain = fisher_scores(module, batches, names, None)
     clip = 1e-4
     clipped = fisher_scores(module, batches, names, None, max_grad_norm=clip)
@@ -116,8 +114,7 @@ def test_fisher_clips_each_tensors_gradient_before_squaring(tmp_path):
     assert any(float(plain[n].sum()) > len(batches) * clip**2 for n in names)
 
 
-def test_train_holdout_tail_selects_on_the_last_tenth_of_the_train_file(data_dir, tmp_path):
-    tiny = write_tiny_backbone(tmp_path / "bert")
+def test_train_holdout_tail_selects_on_the_last_tenth_of_the_train_file(data_dir, tiny):
     dm = GlueDataModule(task="rte", data_dir=data_dir, backbone=tiny, protocol="train_holdout_tail")
     plan = dm.plan_splits()
     examples = dm.load_examples("train")

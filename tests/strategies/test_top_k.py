@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from pet_lightning.strategies import build_strategy
-from tests.strategies.conftest import FFN, HEAD, HIDDEN, train_briefly
+from tests.helpers.backbones import FFN, HIDDEN
+from tests.strategies.conftest import HEAD, train_briefly
 
 PER_LAYER = 4 * (HIDDEN * HIDDEN + HIDDEN) + (HIDDEN * FFN + FFN + FFN * HIDDEN + HIDDEN) + 2 * 2 * HIDDEN
 

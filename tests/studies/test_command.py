@@ -7,7 +7,7 @@ import json
 import yaml
 
 from pet_lightning.cli import main
-from tests.studies.records import make_record
+from tests.helpers.records import make_record
 
 
 def _study(tmp_path):

@@ -8,14 +8,14 @@ import statistics
 
 import pytest
 
+from pet_lightning.errors import StudyError
 from pet_lightning.reports.verdicts import CONTRADICTED, INCONCLUSIVE, REPRODUCES, UNDERPOWERED
 from pet_lightning.studies.eh_ft import NOT_IN_PAPER, TABLE1_NAMES, distances, write_table1
 from pet_lightning.studies.published import load_published, load_study_table
-from pet_lightning.sweeps.files import SweepError
-from tests.studies.records import csv_rows as _csv_rows
-from tests.studies.records import make_record
-from tests.studies.records import md_rows as _md_rows
-from tests.studies.records import mean as _mean
+from tests.helpers.records import csv_rows as _csv_rows
+from tests.helpers.records import make_record
+from tests.helpers.records import md_rows as _md_rows
+from tests.helpers.records import mean as _mean
 
 SEEDS = [11, 22, 33]
 TASKS = ("cb", "cola", "sst-2", "sts-b")  # the report's order: all low-resource here, then by name
@@ -194,7 +194,7 @@ def test_distances_average_over_tasks_per_seed():
 def test_refuses_records_of_another_study(tmp_path):
     records = _records()
     records[0]["study"] = "transferability_table1"
-    with pytest.raises(SweepError, match="not only of study eh_ft_table1"):
+    with pytest.raises(StudyError, match="not only of study eh_ft_table1"):
         write_table1(records, tmp_path)
 
 

@@ -228,7 +228,7 @@ def test_cell_overrides_and_table_metrics_are_checked(tmp_path):
 
 
 def test_deliberate_differences_travel_in_the_records_into_the_report_header(tmp_path):
-    from pet_lightning.studies import write_study_report
+    from pet_lightning.studies.layouts import write_study_report
     from pet_lightning.sweeps.records import ok_record
 
     sweep, runs = _plan("eh_ft_table1", "paper")

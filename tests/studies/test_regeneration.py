@@ -16,10 +16,10 @@ import pytest
 from pet_lightning.callbacks.report_predictions import PREDICTIONS_FILE, write_predictions
 from pet_lightning.reports.example_metrics import score
 from pet_lightning.reports.examples import SECTION_TITLE, read_predictions
-from pet_lightning.reports.page import main as report_main
+from pet_lightning.studies.command import report_main
 from pet_lightning.sweeps.records import append_result
 from tests.conftest import REPO_ROOT
-from tests.studies.records import make_record
+from tests.helpers.records import make_record
 
 COMMITTED = sorted((REPO_ROOT / "docs" / "results").glob("*/results.jsonl"))
 STUDY = "transferability_table1"

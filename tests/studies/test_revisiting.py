@@ -13,11 +13,11 @@ from pet_lightning.reports.verdicts import holm
 from pet_lightning.studies.published import load_published
 from pet_lightning.studies.revisiting import REVISITING_NAMES, write_figure4, write_table2
 from pet_lightning.studies.revisiting_table4 import write_table4
-from tests.studies.records import csv_rows as _csv_rows
-from tests.studies.records import finding as _finding
-from tests.studies.records import make_record
-from tests.studies.records import md_rows as _md_rows
-from tests.studies.records import mean as _mean
+from tests.helpers.records import csv_rows as _csv_rows
+from tests.helpers.records import finding as _finding
+from tests.helpers.records import make_record
+from tests.helpers.records import md_rows as _md_rows
+from tests.helpers.records import mean as _mean
 
 SEEDS = [1, 2, 3, 4, 5]
 DEVIATIONS = [-2, -1, 0, 1, 2]

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from pet_lightning.errors import StudyError
 from pet_lightning.reports.verdicts import CONTRADICTED, INCONCLUSIVE, REPRODUCES, UNDERPOWERED
 from pet_lightning.studies.revisiting_figure_tests import (
     equivalence_mde,
@@ -27,10 +28,9 @@ from pet_lightning.studies.revisiting_figures import (
     write_figure5,
     write_iterations,
 )
-from pet_lightning.sweeps.files import SweepError
-from tests.studies.records import csv_rows as _csv_rows
-from tests.studies.records import finding as _finding
-from tests.studies.records import make_record
+from tests.helpers.records import csv_rows as _csv_rows
+from tests.helpers.records import finding as _finding
+from tests.helpers.records import make_record
 
 SEEDS = list(range(1, 21))
 
@@ -227,7 +227,7 @@ def test_spread_trend_is_seeded_and_counts_the_observed_arrangement():
 def test_figure5_needs_family_size_methods(tmp_path):
     records = [_record("copa", method, seed, 70 + seed, "revisiting_figure5")
                for method in ("full", "lora") for seed in SEEDS[:4]]
-    with pytest.raises(SweepError, match="no <family>_<size> methods"):
+    with pytest.raises(StudyError, match="no <family>_<size> methods"):
         write_figure5(records, tmp_path)
 
 

@@ -7,9 +7,9 @@ import csv
 
 import pytest
 
+from pet_lightning.errors import StudyError
 from pet_lightning.studies.revisiting_table1 import selected_scores, validation_history, write_table1
-from pet_lightning.sweeps.files import SweepError
-from tests.studies.records import finding, make_record, md_rows
+from tests.helpers.records import finding, make_record, md_rows
 
 FIELDS = ["epoch", "step", "val/loss", "val/accuracy", "val/loss_report", "val/accuracy_report"]
 
@@ -111,5 +111,5 @@ def test_no_claim_where_the_paper_shows_no_inflation(tmp_path):
 
 def test_runs_without_the_watched_report_half_are_refused(tmp_path):
     record = _run(tmp_path, "full", 1, HISTORY, 66.0)
-    with pytest.raises(SweepError, match="watch_report: true"):
+    with pytest.raises(StudyError, match="watch_report: true"):
         selected_scores(validation_history(record), "mcc")

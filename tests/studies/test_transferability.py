@@ -9,12 +9,13 @@ import math
 import pytest
 from scipy import stats
 
+from pet_lightning.errors import StudyError
 from pet_lightning.studies.transferability import TABLE1_NAMES, write_table1
 from pet_lightning.sweeps.files import SweepError
-from tests.studies.records import finding as _finding
-from tests.studies.records import make_record
-from tests.studies.records import md_rows as _md_rows
-from tests.studies.records import mean as _mean
+from tests.helpers.records import finding as _finding
+from tests.helpers.records import make_record
+from tests.helpers.records import md_rows as _md_rows
+from tests.helpers.records import mean as _mean
 
 SEEDS = [1, 2, 3, 4, 5]
 STUDY = "transferability_table1"
@@ -255,12 +256,12 @@ def test_table1_collapsed_seed_scored_zero_and_marked(tmp_path):
 def test_table1_refuses_two_studies(tmp_path):
     records = _records(TABLE1)
     records[0]["study"] = "eh_ft_table1"
-    with pytest.raises(SweepError, match="not only of study transferability_table1"):
+    with pytest.raises(StudyError, match="not only of study transferability_table1"):
         write_table1(records, tmp_path)
 
 
 def test_table1_refuses_two_scales(tmp_path):
     records = _records(TABLE1)
     records[0]["scale"] = "paper"
-    with pytest.raises(SweepError, match="mix scales"):
+    with pytest.raises(StudyError, match="mix scales"):
         write_table1(records, tmp_path)

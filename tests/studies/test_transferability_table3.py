@@ -8,11 +8,11 @@ from fractions import Fraction
 
 import pytest
 
+from pet_lightning.errors import StudyError
 from pet_lightning.studies.transferability import band_of, depth_overlap, write_table3
-from pet_lightning.sweeps.files import SweepError
-from tests.studies.records import finding as _finding
-from tests.studies.records import make_record
-from tests.studies.records import md_rows as _md_rows
+from tests.helpers.records import finding as _finding
+from tests.helpers.records import make_record
+from tests.helpers.records import md_rows as _md_rows
 
 STUDY = "transferability_table3"
 # The paper's Table 3 (BERT-base, 12 layers), STS-B Spearman and MRPC F1, layers #1..#12.
@@ -157,7 +157,7 @@ def test_no_contrast_where_the_test_could_see_the_papers_is_inconclusive(tmp_pat
 
 def test_table3_needs_layer_runs(tmp_path):
     records = [r for r in _records({"sts-b": _contrast_scores([1.0, 2.0, 3.0])}) if r["method"] == "full_ft"]
-    with pytest.raises(SweepError, match="no layer_<k> runs"):
+    with pytest.raises(StudyError, match="no layer_<k> runs"):
         write_table3(records, tmp_path)
 
 

@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from pet_lightning.callbacks.features import FEATURES_FILE
+from pet_lightning.errors import StudyError
 from pet_lightning.studies import tsne
 from pet_lightning.studies.tsne import embed, panels_of, plot_panels, write_figure4
-from pet_lightning.sweeps.files import SweepError
 
 METHODS = ["linear_probing", "lora", "bitfit", "prefix_tuning"]
 PANELS = ["random_head", "linear_probing", "lora", "bitfit", "prefix_tuning"]
@@ -110,12 +110,12 @@ def test_plot_panels_returns_one_score_per_panel(tmp_path, fast_embed):
 def test_run_without_features_names_head_features(tmp_path):
     records = _records(tmp_path / "runs")
     records[1] = _run(tmp_path / "runs", "lora", 99, with_features=False)
-    with pytest.raises(SweepError, match="HeadFeatures"):
+    with pytest.raises(StudyError, match="HeadFeatures"):
         write_figure4(records, tmp_path / "out")
 
 
 def test_refuses_two_tasks(tmp_path):
     records = _records(tmp_path / "runs")
     records[0]["task"] = "rte"
-    with pytest.raises(SweepError, match="one task"):
+    with pytest.raises(StudyError, match="one task"):
         write_figure4(records, tmp_path / "out")

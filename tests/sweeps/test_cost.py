@@ -12,7 +12,6 @@ import yaml
 from pet_lightning.studies.command import main as study_main
 from pet_lightning.sweeps.cost import estimate_plan, plan_costs, time_configuration
 from pet_lightning.sweeps.plan import SweepConfig, plan_runs
-from tests.tiny_backbone import write_tiny_backbone
 
 TWO_STAGE = {"class_path": "pet_lightning.callbacks.TwoStageTraining",
              "init_args": {"stage2_strategy": "full", "stage1_fraction": 0.25, "learning_rate": 1.0e-3}}
@@ -103,8 +102,7 @@ def test_stated_step_seconds_give_steps_times_seconds_over_concurrency_plus_over
     assert result.seconds == pytest.approx((steps * 0.25 + 30 * len(runs)) / 3)
 
 
-def test_the_timed_path_times_each_distinct_configuration_once_on_the_tiny_backbone(tmp_path, data_dir):
-    tiny = write_tiny_backbone(tmp_path / "bert")
+def test_the_timed_path_times_each_distinct_configuration_once_on_the_tiny_backbone(tmp_path, data_dir, tiny):
     sweep = SweepConfig.from_file(write_study(tmp_path, data_dir, backbone=tiny, tasks=["cb"]))
     runs = plan_runs(sweep)
     result, text = estimate_plan(sweep, runs, time_steps=2)

@@ -55,7 +55,6 @@ def test_the_default_scale_is_cpu_unless_the_file_says(tmp_path):
         ({k: v for k, v in STUDY.items() if k != "scales"} | {"tasks": ["rte"]}, "cpu",
          "has no `scales`: drop --scale"),
         ({**STUDY, "scales": []}, None, "`scales` must map scale names"),
-        ({**STUDY, "study": "table9"}, "cpu", "study 'table9' has no report layout"),
     ],
 )
 def test_bad_scales_are_one_line_errors(tmp_path, data, scale, message):
@@ -67,3 +66,16 @@ def test_bad_scales_are_one_line_errors(tmp_path, data, scale, message):
 def test_a_plain_sweep_file_is_returned_as_it_is():
     raw = {"tasks": ["rte"], "methods": ["full"]}
     assert apply_scale(raw, None, "x.yaml") is raw
+
+
+def test_the_study_command_refuses_a_study_without_a_layout_and_a_plain_sweep(tmp_path):
+    from pet_lightning.errors import StudyError
+    from pet_lightning.studies.command import study_config
+
+    with pytest.raises(StudyError, match="study 'table9' has no report layout: choose one of "):
+        study_config(str(_write(tmp_path, {**STUDY, "study": "table9"})), "cpu")
+    plain = {k: v for k, v in STUDY.items() if k not in ("scales", "study")} | {"tasks": ["rte"]}
+    with pytest.raises(StudyError, match=r"names no study \(a plain sweep file\)"):
+        study_config(str(_write(tmp_path, plain)), None)
+    # A sweep reads the study file without knowing layouts: the study command checks it.
+    assert SweepConfig.from_file(_write(tmp_path, {**STUDY, "study": "table9"}), "cpu").study == "table9"

@@ -99,16 +99,6 @@ def test_deep_merge_replaces_lists_and_keeps_the_inputs():
     assert base == {"a": {"b": 1, "c": [1, 2]}, "d": 1}
 
 
-def test_old_workers_and_threads_map_to_the_ray_settings_with_a_note(tmp_path, capsys):
-    sweep = P.SweepConfig.from_file(_write_sweep(tmp_path / "sweep_old.yaml", tasks=["rte"], methods=["full"],
-                                                 workers=3, threads=2))
-    assert sweep.max_concurrent_trials == 3 and sweep.cpus_per_trial == 2
-    err = capsys.readouterr().err.splitlines()
-    assert len(err) == 2
-    assert "`workers: 3` is now `max_concurrent_trials: 3`" in err[0]
-    assert "`threads: 2` is now `cpus_per_trial: 2`" in err[1]
-
-
 def test_storage_path_defaults_to_out_and_new_settings_are_read(tmp_path):
     sweep = P.SweepConfig.from_file(_write_sweep(
         tmp_path / "sweep_e.yaml", tasks=["rte"], methods=["full"], out=str(tmp_path / "o"), gpus_per_trial=0.25,
@@ -129,8 +119,7 @@ def test_storage_path_defaults_to_out_and_new_settings_are_read(tmp_path):
         ({"tasks": ["nope"], "methods": ["full"]}, "unknown task 'nope'"),
         ({"tasks": ["rte"], "methods": ["full"], "seed_modes": ["data"]}, "unknown seed mode(s) ['data']"),
         ({"tasks": ["rte"], "methods": ["full"], "stale_after_s": 60}, "`stale_after_s` is no longer a sweep setting"),
-        ({"tasks": ["rte"], "methods": ["full"], "workers": 2, "max_concurrent_trials": 2},
-         "`workers` is now `max_concurrent_trials` and both are set"),
+        ({"tasks": ["rte"], "methods": ["full"], "workers": 2}, "unknown sweep setting(s) ['workers']"),
         ({"tasks": ["rte"], "methods": ["full"], "gpus_per_trial": -1}, "gpus_per_trial=-1"),
         ({"tasks": ["rte"], "methods": ["full"], "gpus_per_trial": 1.5}, "a sweep run trains on at most one GPU"),
         ({"tasks": ["rte"], "methods": ["full"], "cpus_per_trial": 0}, "cpus_per_trial=0"),
@@ -142,13 +131,6 @@ def test_bad_sweep_files_are_one_line_errors(tmp_path, settings, message, capsys
     assert sweep_main(["--config", str(path), "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
-
-
-def test_workers_flag_names_its_replacement(tmp_path, capsys):
-    path = _write_sweep(tmp_path / "sweep_w.yaml", tasks=["rte"], methods=["full"])
-    assert sweep_main(["--config", str(path), "--workers", "4"]) == 2
-    expected = "error: --workers is gone: use --max-concurrent-trials 4 (runs are Ray Tune trials)\n"
-    assert capsys.readouterr().err == expected
 
 
 def test_dry_run_lists_states_without_starting_ray(tmp_path, capsys):

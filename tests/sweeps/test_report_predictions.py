@@ -35,14 +35,12 @@ def _sweep(folder: Path, backbone: str) -> SweepConfig:
 
 
 @pytest.mark.slow
-def test_the_reported_predictions_give_back_the_recorded_metrics(tmp_path, data_dir, monkeypatch):
+def test_the_reported_predictions_give_back_the_recorded_metrics(tmp_path, data_dir, tiny, monkeypatch):
     from pet_lightning.sweeps.trainable import execute
-    from tests.tiny_backbone import write_tiny_backbone
 
     monkeypatch.setenv("PET_DATA_DIR", data_dir)
     monkeypatch.setenv("WANDB_MODE", "disabled")
-    backbone = write_tiny_backbone(tmp_path / "tiny")
-    sweep = _sweep(tmp_path, backbone)
+    sweep = _sweep(tmp_path, tiny)
     threads = torch.get_num_threads()
     try:
         records = {run.task: execute(sweep, run, threads=1) for run in plan_runs(sweep)}
@@ -53,7 +51,7 @@ def test_the_reported_predictions_give_back_the_recorded_metrics(tmp_path, data_
         for field in R.PATH_FIELDS:
             assert not Path(record[field]).is_absolute(), (task, field)
             assert (out / record[field]).is_file(), (task, field)
-        assert record["backbone"] == backbone
+        assert record["backbone"] == tiny
         assert set(record["provenance"]) == {"commit", "versions", "cpu", "gpu"}
         assert set(record["provenance"]["versions"]) == {"torch", "transformers", "peft", "lightning"}
         stored = json.loads((out / "runs" / record["run_id"] / R.RECORD_FILE).read_text())

@@ -1,4 +1,7 @@
-"""Real sweeps on a local Ray instance (CPU): concurrency, retries, failures, kill -9 of the driver, bad addresses."""
+"""Real sweeps on a local Ray instance (CPU): concurrency, retries, failures, kill -9 of the driver, bad addresses.
+
+Failures and pauses are injected by :mod:`tests.helpers.faults`, which the trial workers load as a Lightning external
+callback (its folder on ``PYTHONPATH``)."""
 
 from __future__ import annotations
 
@@ -15,8 +18,9 @@ import pytest
 
 from pet_lightning.sweeps.records import load_results
 from pet_lightning.sweeps.runner import main as sweep_main
-from pet_lightning.sweeps.trainable import FAULT_ENV, PAUSE_ENV, PROGRESS_FILE
+from pet_lightning.sweeps.trainable import PROGRESS_FILE
 from tests.conftest import REPO_ROOT
+from tests.helpers.faults import FAULTS_ENV, Faults, plugin_env
 from tests.sweeps.conftest import STEPS_PER_EPOCH, same_weights, trainable_state, write_tiny_sweep
 
 pytestmark = pytest.mark.slow
@@ -40,8 +44,9 @@ def concurrent_sweep(tmp_path_factory, data_dir):
     """The 4-run sweep, 2 trials at a time; the seed-2 BitFit run raises once, after its first epoch."""
     folder = tmp_path_factory.mktemp("concurrent")
     config = write_tiny_sweep(folder / "sweep_tiny.yaml", folder / "out")
-    saved = {key: os.environ.get(key) for key in (FAULT_ENV, "PET_DATA_DIR", "WANDB_MODE")}
-    os.environ.update({FAULT_ENV: "once:cb.bitfit.both.2.*", "PET_DATA_DIR": data_dir, "WANDB_MODE": "disabled"})
+    saved = {key: os.environ.get(key) for key in (FAULTS_ENV, "PYTHONPATH", "PET_DATA_DIR", "WANDB_MODE")}
+    os.environ.update({**plugin_env(), **Faults(raise_once="cb.bitfit.both.2.*").env(), "PET_DATA_DIR": data_dir,
+                       "WANDB_MODE": "disabled"})
     try:
         code = sweep_main(["--config", str(config)])
     finally:
@@ -86,7 +91,8 @@ def test_a_run_that_raises_once_is_retried_from_its_epoch_checkpoint(concurrent_
 def test_a_run_that_always_raises_is_a_failed_record_and_a_nonzero_exit(tmp_path, data_dir, monkeypatch, capfd):
     config = write_tiny_sweep(tmp_path / "sweep_fail.yaml", tmp_path / "out", seeds=[1],
                               methods={"frozen": {"overrides": {"model": {"learning_rate": 1.0e-2}}}})
-    monkeypatch.setenv(FAULT_ENV, "always:cb.frozen.*")
+    for key, value in {**Faults(raise_always="cb.frozen.*").env(), "PYTHONPATH": plugin_env()["PYTHONPATH"]}.items():
+        monkeypatch.setenv(key, value)
     monkeypatch.setenv("WANDB_MODE", "disabled")
     assert sweep_main(["--config", str(config)]) == 1
     (record,) = load_results(tmp_path / "out" / "results.jsonl", include_failed=True)
@@ -105,7 +111,8 @@ def test_a_killed_driver_resumes_without_redoing_finished_runs(tmp_path, sweep_e
     # One seed, one run at a time: the same run ids as the reference (engine settings are not part of a run's id).
     config = write_tiny_sweep(tmp_path / "sweep_kill.yaml", out, seeds=[1], max_concurrent_trials=1)
     command = [sys.executable, "cli.py", "sweep", "--config", str(config)]
-    proc = subprocess.Popen(command, cwd=REPO_ROOT, env={**sweep_env, PAUSE_ENV: "*:6"}, start_new_session=True,
+    env = {**plugin_env(sweep_env), **Faults(pause_between_epochs=6).env()}
+    proc = subprocess.Popen(command, cwd=REPO_ROOT, env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     results = out / "results.jsonl"
     ids = [r for r in reference_runs if ".both.1." in r]

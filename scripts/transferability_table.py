@@ -5,7 +5,7 @@ epochs, batch size, sequence length, training subset and seed given here, so onl
 learning rate) differs. The checkpoint written by ``trainer.save_checkpoint`` after training is measured, then
 reloaded into a fresh module and validated again to check that it reproduces the dev metric exactly.
 
-    PET_DATA_DIR=/work/shared/data python benchmarks/transferability_table.py --tasks rte mrpc \\
+    PET_DATA_DIR=/path/to/data python -m scripts.transferability_table --tasks rte mrpc \\
         --epochs 1 --train-subset 1000 --max-length 128 --out runs/transferability_table
 """
 

@@ -6,15 +6,15 @@ import lightning as L
 import pytest
 import torch
 
-from pet_lightning import PETModule
-from pet_lightning.backbones import build_from_config
-from pet_lightning.data import GlueDataModule
-from pet_lightning.speed import (
+from benchmarks.memory import (
     gradient_bytes,
     lowest_trained_layer,
     optimizer_state_bytes,
     saved_activation_bytes,
 )
+from pet_lightning import PETModule
+from pet_lightning.backbones import build_from_config
+from pet_lightning.data import GlueDataModule
 from pet_lightning.strategies import build_strategy
 from pet_lightning.tasks import get_task
 

@@ -1,6 +1,6 @@
 """Short real runs of the injected methods on RTE and MRPC for a side-by-side table.
 
-    python -m benchmarks.revisiting_table --train-subset 500 --epochs 1
+    python -m scripts.revisiting_table --train-subset 500 --epochs 1
 
 Each row runs ``configs/revisiting/<task>_<method>.yaml`` for the given epochs on a fixed training subset,
 selecting and reporting on the official dev set (protocol ``standard``, leaky: this table compares costs, not
@@ -14,13 +14,14 @@ import os
 import tempfile
 from pathlib import Path
 
-from benchmarks.config_runs import best_headline, run_config
+from pet_lightning.lightning_cli import fit_summary
+from scripts import best_headline
 
 
 def run_one(task: str, method: str, args: argparse.Namespace, root: Path) -> dict[str, str]:
     overrides = [f"--trainer.max_epochs={args.epochs}", f"--data.init_args.train_subset={args.train_subset}",
                  "--data.init_args.protocol=standard"]
-    return run_config(f"configs/revisiting/{task}_{method}.yaml", overrides, root)
+    return fit_summary(f"configs/revisiting/{task}_{method}.yaml", overrides, root)
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Short real runs of every SuperGLUE task in the shared data, next to the majority-class baseline.
 
-    python -m benchmarks.superglue_table --epochs 2 --train-subset 1000
+    python -m scripts.superglue_table --epochs 2 --train-subset 1000
 
 Each row runs ``configs/superglue/<task>_<strategy>.yaml`` (full fine-tuning and BitFit) for a few epochs on a
 fixed training subset with the config's own protocol (BoolQ: ``train_holdout``, the others ``standard``) and
@@ -8,15 +8,13 @@ prints the formulation, the training rows, the best selection-split headline met
 predicting the training set's most frequent label scores on that split (the same metric objects).
 
 SuperGLUE's RTE jsonl is not in the shared data, but GLUE's RTE tsv holds the same examples: the ``rte`` rows
-write them in the SuperGLUE jsonl layout into a temporary root (``premise``, ``hypothesis``, ``label``, ``idx``)
+write them in the SuperGLUE jsonl layout into a temporary root (:func:`tests.helpers.superglue_rte.write_rte_jsonl`)
 so the jsonl reader and formulation run on real rows. ReCoRD is not in the shared data and has no row.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import os
 import tempfile
 from collections import Counter
@@ -25,28 +23,14 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from benchmarks.config_runs import best_headline, run_config
 from pet_lightning.data import SuperGlueDataModule
 from pet_lightning.data.readers import default_data_dir
+from pet_lightning.lightning_cli import fit_summary
 from pet_lightning.metrics import build_metrics
+from scripts import best_headline
+from tests.helpers.superglue_rte import write_rte_jsonl
 
 TASKS = ["boolq", "cb", "copa", "multirc", "wic", "wsc", "rte"]
-GLUE_TO_SUPERGLUE_RTE = {"train.tsv": "train.jsonl", "dev.tsv": "val.jsonl", "test.tsv": "test.jsonl"}
-
-
-def write_rte_jsonl(glue_root: Path, out_root: Path) -> None:
-    """GLUE's RTE tsv files rewritten in SuperGLUE's RTE jsonl layout (same examples, same label strings)."""
-    folder = out_root / "superglue" / "RTE"
-    folder.mkdir(parents=True)
-    for tsv, jsonl in GLUE_TO_SUPERGLUE_RTE.items():
-        with (glue_root / "glue" / "RTE" / tsv).open(encoding="utf-8", newline="") as handle:
-            rows = list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
-        with (folder / jsonl).open("w", encoding="utf-8") as handle:
-            for row in rows:
-                line = {"premise": row["sentence1"], "hypothesis": row["sentence2"], "idx": int(row["index"])}
-                if "label" in row:
-                    line["label"] = row["label"]
-                handle.write(json.dumps(line) + "\n")
 
 
 def data_module(config: str, data_dir: str, train_subset: int) -> SuperGlueDataModule:
@@ -96,7 +80,7 @@ def main() -> None:
                 available = len(data_module(config, data_dir, None).plan.train)
                 baseline = majority_baseline(module)
                 with tempfile.TemporaryDirectory() as folder:
-                    row = run_config(config, [f"--trainer.max_epochs={args.epochs}",
+                    row = fit_summary(config, [f"--trainer.max_epochs={args.epochs}",
                                               f"--data.init_args.train_subset={args.train_subset}",
                                               f"--data.init_args.data_dir={data_dir}"], Path(folder))
                 metric, value = best_headline(row)

@@ -1,4 +1,4 @@
-"""Where training time and memory go: activations kept for backward, optimizer state, gradient buffers.
+"""Memory accounting: bytes of the activations autograd keeps for backward, of optimizer state, of gradient buffers.
 
 Frozen lower layers need no explicit ``torch.no_grad()``: autograd records nothing for an operation none of whose
 inputs requires grad, so a layer whose parameters are frozen and whose input comes from frozen layers keeps no

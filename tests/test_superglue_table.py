@@ -1,4 +1,4 @@
-"""The SuperGLUE table's helpers: the RTE jsonl rewritten from GLUE's tsv and the majority-class baseline."""
+"""The SuperGLUE table script's helpers: the RTE jsonl rewritten from GLUE's tsv and the majority-class baseline."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.superglue_table import data_module, majority_baseline, write_rte_jsonl
+from scripts.superglue_table import data_module, majority_baseline
 from tests.conftest import REPO_ROOT
+from tests.helpers.superglue_rte import write_rte_jsonl
 
 
 def test_rte_rewritten_from_glue_loads_as_superglue_rte(data_dir, tmp_path):
