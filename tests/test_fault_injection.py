@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 import yaml
 
 from pet_lightning.checkpoint_io import load_checkpoint_file
 from tests.conftest import REPO_ROOT
 from tests.helpers.faults import Faults, plugin_env
+from tests.helpers.resume import differences
 
 SEED = 18
 STEPS = 12  # 24 examples in batches of 4, 2 epochs
@@ -124,22 +124,6 @@ def step_files(folder: Path) -> dict[int, Path]:
 
 def _tail(log: Path, chars: int = 3000) -> str:
     return log.read_text(errors="replace")[-chars:] if log.exists() else "(no log)"
-
-
-def differences(a: Any, b: Any, where: str = "") -> list[str]:
-    """Paths at which two loaded checkpoints (nested dicts / lists / tensors) differ."""
-    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        same = isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
-        return [] if same else [where]
-    if isinstance(a, dict) and isinstance(b, dict):
-        if set(a) != set(b):
-            return [f"{where} keys {sorted(set(a) ^ set(b), key=str)[:3]}"]
-        return [d for key in a for d in differences(a[key], b[key], f"{where}/{key}")]
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        if len(a) != len(b):
-            return [f"{where} length"]
-        return [d for i, (x, y) in enumerate(zip(a, b)) for d in differences(x, y, f"{where}/{i}")]
-    return [] if a == b else [where]
 
 
 # What "all tensors equal" covers: the model, the optimizer, the schedule, the dropout stream, the step.

@@ -19,12 +19,12 @@ from typing import Any
 
 import lightning as L
 import pytest
-import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from pet_lightning import PETModule
 from pet_lightning.callbacks import TwoStageTraining
 from tests.helpers.data import small_glue
+from tests.helpers.resume import differences
 from tests.helpers.trainers import quiet_trainer, strategy_callbacks
 
 STEPS_PER_EPOCH = 3  # 24 examples in batches of 8
@@ -92,18 +92,6 @@ def final_state(trainer: L.Trainer) -> dict[str, Any]:
     }
 
 
-def differences(a: Any, b: Any, where: str = "") -> list[str]:
-    """Paths at which two nested structures of tensors and plain values differ (tensors bit for bit)."""
-    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        same = isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
-        return [] if same else [where]
-    if isinstance(a, dict) and isinstance(b, dict):
-        if set(a) != set(b):
-            return [f"{where} keys {sorted(set(a) ^ set(b), key=str)[:3]}"]
-        return [d for key in a for d in differences(a[key], b[key], f"{where}/{key}")]
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and len(a) == len(b):
-        return [d for i, (x, y) in enumerate(zip(a, b)) for d in differences(x, y, f"{where}/{i}")]
-    return [] if a == b else [where]
 
 
 @pytest.mark.parametrize("row", CONTRACT, ids=[f"{row.owner.split(',')[0]}:{row.resume_step}" for row in CONTRACT])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -91,3 +92,19 @@ def assert_resume_equals_uninterrupted(tmp_path: Path, data_dir: str, strategy: 
         assert torch.equal(dict(resumed.model.named_parameters())[name], expected[name]), name
     opt_whole, opt_resumed = whole.optimizers().optimizer, resumed.optimizers().optimizer
     assert [g["lr"] for g in opt_whole.param_groups] == [g["lr"] for g in opt_resumed.param_groups]
+
+
+def differences(a: Any, b: Any, where: str = "") -> list[str]:
+    """Paths at which two nested structures (dicts / lists / tensors / plain values) differ; tensors bit for bit."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        same = isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+        return [] if same else [where]
+    if isinstance(a, dict) and isinstance(b, dict):
+        if set(a) != set(b):
+            return [f"{where} keys {sorted(set(a) ^ set(b), key=str)[:3]}"]
+        return [d for key in a for d in differences(a[key], b[key], f"{where}/{key}")]
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        if len(a) != len(b):
+            return [f"{where} length"]
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in differences(x, y, f"{where}/{i}")]
+    return [] if a == b else [where]
