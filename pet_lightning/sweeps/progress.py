@@ -11,16 +11,18 @@ import json
 import re
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from ray import tune
 
 from pet_lightning.sweeps.plan import RunSpec, SweepConfig
-from pet_lightning.sweeps.records import append_result, failed_record, load_results
+from pet_lightning.sweeps.records import append_result, failed_record, finished_ids, load_results
 
 PRINT_EVERY_S = 60.0
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Fault|Interrupt|Exit)\b:?")
 _NODE_LOST = "because its node has died"
+_UNREACHABLE = "The task may or may not have been executed on the actor"
 _ACTIVE: SweepProgress | None = None
 
 
@@ -38,12 +40,19 @@ def _duration(seconds: float) -> str:
 def error_line(trial) -> str:
     """The trial's exception (type and message) in one line, for records and the summary."""
     text = str(trial.get_error() or "")
+    if not text and trial.error_file and Path(trial.error_file).is_file():
+        # Read from storage_path, the error may not be there yet (a URI is synced later): the driver's own copy.
+        text = Path(trial.error_file).read_text(encoding="utf-8", errors="replace")
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     # Ray wraps the run's own exception in its traceback text; the last "SomethingError: ..." line is the cause.
     raised = [line for line in lines if _EXCEPTION_LINE.match(line)]
     where = f" (traceback: {trial.error_file})" if trial.error_file else ""
-    # A lost node surfaces as a generic actor death; Ray's detail says why.
-    lost = "its Ray node was lost: " if _NODE_LOST in text else ""
+    # A lost node surfaces as a generic actor failure: say what it most likely was.
+    lost = ""
+    if _NODE_LOST in text:
+        lost = "its Ray node was lost: "
+    elif _UNREACHABLE in text:
+        lost = "its Ray worker became unreachable (its node lost, or its process killed): "
     if raised:
         return lost + raised[-1] + where
     return lost + (lines[-1] if lines else "the trial failed without an error message") + where
@@ -92,6 +101,10 @@ class SweepProgress:
             self.error(trial, "the trial ended without reporting its record")
             return
         record = json.loads(payload)
+        if run.run_id in finished_ids(self.sweep.results_path):
+            # A restored experiment whose last snapshot predates this run's end reran it (the trial only handed
+            # back its stored record.json): the record is already in results.jsonl, and counted.
+            return
         append_result(self.sweep.results_path, record)
         self.done += 1
         self.failed.discard(run.run_id)

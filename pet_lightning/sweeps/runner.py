@@ -101,10 +101,9 @@ def check_storage(storage: str) -> None:
         if scheme is not None and "nrecognized" in reason:
             raise SweepError(f"storage_path {storage}: no file system for {scheme}:// ({reason}): use a folder every "
                              "node sees, or a file://, s3://, gs://, abfs:// or hdfs:// URI") from None
-        where = "the bucket" if scheme not in (None, "file") else "the folder"
+        where = "the folder" if scheme in (None, "file") else "the bucket (and its credentials in the environment)"
         raise SweepError(f"storage_path {storage}: cannot write there ({reason}): check that {where} exists and "
-                         "this machine can write to it (credentials in the environment for a bucket), or set "
-                         "storage_path to a folder every node sees") from None
+                         "this machine can write to it, or set storage_path to a folder every node sees") from None
 
 
 def for_trial(run: RunSpec) -> RunSpec:
