@@ -20,16 +20,13 @@ import torch
 
 from benchmarks.common import quiet_libraries, table
 from benchmarks.intervals import ratio_interval
-from benchmarks.padding import BATCH, step_seconds
+from benchmarks.padding import BATCH, add_step_options, step_seconds
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[64, 96, 128])
-    parser.add_argument("--blocks", type=int, default=6, help="eager/compiled block pairs per length")
-    parser.add_argument("--block-steps", type=int, default=3, help="timed steps per block (the median is kept)")
-    parser.add_argument("--precision", default="bf16-mixed", choices=["bf16-mixed", "16-mixed", "32-true"])
-    parser.add_argument("--accelerator", default="cpu", choices=["cpu", "cuda"])
+    add_step_options(parser, blocks=6)
     args = parser.parse_args(argv)
     quiet_libraries()
     from transformers import AutoModelForSequenceClassification

@@ -51,13 +51,18 @@ def step_seconds(model: torch.nn.Module, length: int, steps: int, accelerator: s
     return statistics.median(times)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lengths", type=int, nargs="+", default=[121, 125, 127])
-    parser.add_argument("--blocks", type=int, default=8, help="a/b block pairs per length")
+def add_step_options(parser: argparse.ArgumentParser, blocks: int) -> None:
+    """The options every interleaved step A/B here takes: blocks, steps per block, precision, device."""
+    parser.add_argument("--blocks", type=int, default=blocks, help="A/B block pairs per length")
     parser.add_argument("--block-steps", type=int, default=3, help="timed steps per block (the median is kept)")
     parser.add_argument("--precision", default="bf16-mixed", choices=["bf16-mixed", "16-mixed", "32-true"])
     parser.add_argument("--accelerator", default="cpu", choices=["cpu", "cuda"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lengths", type=int, nargs="+", default=[121, 125, 127])
+    add_step_options(parser, blocks=8)
     args = parser.parse_args(argv)
     if any(length % 8 == 0 for length in args.lengths):
         parser.error("--lengths: give lengths that are not multiples of 8 (side b pads them up)")
