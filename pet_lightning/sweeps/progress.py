@@ -16,8 +16,9 @@ from typing import Any
 
 from ray import tune
 
-from pet_lightning.sweeps.plan import RunSpec, SweepConfig
+from pet_lightning.sweeps.plan import RunSpec, SweepConfig, SweepError
 from pet_lightning.sweeps.records import append_result, failed_record, finished_ids, load_results
+from pet_lightning.sweeps.storage import fetch_run_folder
 
 PRINT_EVERY_S = 60.0
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Fault|Interrupt|Exit)\b:?")
@@ -106,6 +107,11 @@ class SweepProgress:
             # back its stored record.json): the record is already in results.jsonl, and counted.
             return
         append_result(self.sweep.results_path, record)
+        try:
+            fetch_run_folder(record, self.sweep.run_dir(run.run_id))
+        except SweepError as err:
+            # The record is safe in results.jsonl; only the report's copy of the run folder is missing.
+            print(f"[{self.sweep.name}] {err}", file=sys.stderr, flush=True)
         self.done += 1
         self.failed.discard(run.run_id)
         if record.get("wall_s"):

@@ -26,6 +26,7 @@ from pet_lightning.paths import from_start, pin_environment, start_dir
 from pet_lightning.sweeps.plan import RunSpec, SweepConfig, SweepError, plan_digest, plan_runs, select_runs
 from pet_lightning.sweeps.records import adopt_reused_records, finished_ids, load_results, recover_records
 from pet_lightning.sweeps.resolved import base_notes, settings_line
+from pet_lightning.sweeps.storage import check_storage, storage_filesystem, storage_join, storage_root
 
 CONNECT_TIMEOUT_S = 10.0
 LOCAL = "local"
@@ -73,39 +74,6 @@ def trial_name(trial) -> str:
     return trial.config["run_id"]
 
 
-def _storage(sweep: SweepConfig) -> str:
-    """Where Ray keeps trial state: a local folder, or a URI (``s3://``, ``file://``...) handed to Ray as it is."""
-    return from_start(sweep.storage_path or sweep.out)
-
-
-def storage_filesystem(storage: str):
-    """The pyarrow file system and path of ``storage``, resolved as Ray resolves it (``FileSystem.from_uri``)."""
-    import pyarrow.fs
-
-    if "://" not in storage:
-        return pyarrow.fs.LocalFileSystem(), storage
-    return pyarrow.fs.FileSystem.from_uri(storage)
-
-
-def check_storage(storage: str) -> None:
-    """Fail in one line, before any trial starts, where Ray could not keep trial state: a URI scheme no file system
-    answers to, a bucket that cannot be reached, a folder that cannot be created."""
-    import pyarrow
-
-    scheme = storage.split("://", 1)[0] if "://" in storage else None
-    try:
-        filesystem, path = storage_filesystem(storage)
-        filesystem.create_dir(path, recursive=True)
-    except (pyarrow.ArrowException, OSError, ValueError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        if scheme is not None and "nrecognized" in reason:
-            raise SweepError(f"storage_path {storage}: no file system for {scheme}:// ({reason}): use a folder every "
-                             "node sees, or a file://, s3://, gs://, abfs:// or hdfs:// URI") from None
-        where = "the folder" if scheme in (None, "file") else "the bucket (and its credentials in the environment)"
-        raise SweepError(f"storage_path {storage}: cannot write there ({reason}): check that {where} exists and "
-                         "this machine can write to it, or set storage_path to a folder every node sees") from None
-
-
 def for_trial(run: RunSpec) -> RunSpec:
     """``run`` as a trial receives it: a relative ``data_dir`` made absolute here, since Ray starts the trial's worker
     in a folder of its own. Its id and hashes keep the path as the sweep file wrote it."""
@@ -127,8 +95,8 @@ def build_tuner(sweep: SweepConfig, runs: list, todo: list, experiment: str, cal
     trainable = tune.with_resources(
         tune.with_parameters(sweep_trial, sweep=sweep, runs={run.run_id: for_trial(run) for run in runs}), resources
     )
-    storage = _storage(sweep)
-    path = f"{storage.rstrip('/')}/{experiment}"
+    storage = storage_root(sweep)
+    path = storage_join(storage, experiment)
     if tune.Tuner.can_restore(path):
         # Errored trials get their retries again, from their last checkpoint: a rerun is how one retries failures.
         return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True), True
@@ -187,7 +155,7 @@ def run_sweep(config_path: str, filters: dict[str, list[str]] | None = None, ove
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # Ray's workers inherit this environment: a relative PET_DATA_DIR set since import must not reach them as such.
     pin_environment()
-    check_storage(_storage(sweep))
+    check_storage(storage_root(sweep))
     target = resolve_address(address, sweep)
     connect(target, sweep)
     progress = SweepProgress(sweep, runs, todo, done)
@@ -234,7 +202,7 @@ def _drop_epoch_checkpoints(sweep: SweepConfig, runs: list, experiment: str) -> 
     finished = finished_ids(sweep.results_path)
     done = [run.run_id for run in runs if run.run_id in finished]
     try:
-        filesystem, root = storage_filesystem(_storage(sweep))
+        filesystem, root = storage_filesystem(storage_root(sweep))
     except (pyarrow.ArrowException, OSError):
         return
     for run_id in done:

@@ -42,6 +42,7 @@ from pet_lightning.callbacks.report_predictions import PREDICTIONS_FILE, ReportP
 from pet_lightning.callbacks.resume import lightning_resume_warnings_ignored
 from pet_lightning.sweeps.plan import SELECTION_CHECKPOINT, RunSpec, SweepConfig, full_config
 from pet_lightning.sweeps.records import RECORD_FILE, ok_record, relative_to_out
+from pet_lightning.sweeps.storage import store_run_folder, stored_run_folder
 
 RESUME_FILE = "epoch.ckpt"
 PROGRESS_FILE = "progress.jsonl"
@@ -102,10 +103,19 @@ def log_event(path: Path, **event: Any) -> None:
 
 
 class RunLog(Callback):
-    """Appends ``start`` (with the epoch and step it starts from) and ``epoch`` events to ``progress.jsonl``."""
+    """Appends ``start`` (with the epoch and step it starts from) and ``epoch`` events to ``progress.jsonl``.
+
+    Each ``epoch`` event also says where the epoch's time went: ``train_s`` (from the epoch's start to its
+    validation: the training steps with their data loading and logging) and ``validation_s``. What happens after
+    the event (the epoch checkpoint and Ray's copy of it) falls in the gap before the next epoch starts, and the
+    time before ``start`` (model build, reading and tokenising the data, the sanity check) in the gap after the
+    ``trial`` event: ``scripts/trial_time_shares.py`` adds them up per study.
+    """
 
     def __init__(self, path: Path):
         self.path = path
+        self._epoch_start = self._validation_start = 0.0
+        self._validation_s = 0.0
 
     def write(self, **event: Any) -> None:
         log_event(self.path, **event)
@@ -114,8 +124,20 @@ class RunLog(Callback):
         self.write(event="start", epoch=trainer.current_epoch, step=trainer.global_step,
                    resumed=trainer.ckpt_path is not None)
 
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._epoch_start, self._validation_s = time.perf_counter(), 0.0
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._validation_start = time.perf_counter()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._validation_s += time.perf_counter() - self._validation_start
+
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.write(event="epoch", epoch=trainer.current_epoch, step=trainer.global_step)
+        elapsed = time.perf_counter() - self._epoch_start
+        self.write(event="epoch", epoch=trainer.current_epoch, step=trainer.global_step,
+                   train_s=round(elapsed - self._validation_s, 3), validation_s=round(self._validation_s, 3))
 
 
 def _placement(config: dict[str, Any], gpus_per_trial: float) -> None:
@@ -204,8 +226,16 @@ def execute(
                 logger.experiment.summary.update(summary)
         if not sweep.keep_checkpoints:
             Path(best_path).unlink(missing_ok=True)
-        _write_json(run_dir / RECORD_FILE, record)
+        stored_at = stored_run_folder(sweep, run.run_id)
+        if stored_at is not None:
+            record["stored_at"] = stored_at
         log_event(run_dir / PROGRESS_FILE, event="done", step=steps)
+        if stored_at is not None:
+            # Before record.json: a trial that dies while copying has no record, so it trains again, never lost.
+            store_run_folder(run_dir, stored_at)
+        _write_json(run_dir / RECORD_FILE, record)
+        if stored_at is not None:
+            store_run_folder(run_dir, stored_at, names=[RECORD_FILE])
         return record
     finally:
         _finish_wandb(cli.trainer)

@@ -49,9 +49,10 @@ def sweep_env(data_dir) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def reference_runs(tmp_path_factory, data_dir) -> dict[str, dict[str, Any]]:
-    """run_id -> {"record", "final": trainable tensors after the last epoch}, each run trained here, one by one."""
+    """run_id -> {"record", "final": trainable tensors after the last epoch, "log": its progress.jsonl}, each run
+    trained here, one by one."""
     from pet_lightning.sweeps.plan import SweepConfig, plan_runs
-    from pet_lightning.sweeps.trainable import RESUME_FILE, execute
+    from pet_lightning.sweeps.trainable import PROGRESS_FILE, RESUME_FILE, execute
 
     folder = tmp_path_factory.mktemp("reference")
     sweep = SweepConfig.from_file(write_tiny_sweep(folder / "sweep_tiny.yaml", folder / "out"))
@@ -66,7 +67,8 @@ def reference_runs(tmp_path_factory, data_dir) -> dict[str, dict[str, Any]]:
                 shutil.copyfile(saved / RESUME_FILE, last)
 
             record = execute(sweep, run, threads=int(sweep.cpus_per_trial), report=keep_last)
-            results[run.run_id] = {"record": record, "final": trainable_state(last)}
+            results[run.run_id] = {"record": record, "final": trainable_state(last),
+                                   "log": sweep.run_dir(run.run_id) / PROGRESS_FILE}
     finally:
         torch.set_num_threads(threads)
     return results

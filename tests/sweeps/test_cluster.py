@@ -76,7 +76,6 @@ def test_an_unknown_storage_scheme_fails_before_any_trial_in_one_line(tmp_path, 
 def test_storage_that_cannot_be_written_fails_before_any_trial_in_one_line(tmp_path, capsys):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
-    # (An S3 bucket whose endpoint does not answer gives the same line after the client's retries, about 10 s.)
     for storage in (f"file://{blocker}/sweeps",):
         config = write_tiny_sweep(tmp_path / "sweep_s.yaml", tmp_path / "out", seeds=[1], storage_path=storage)
         start = time.monotonic()
@@ -200,6 +199,12 @@ def test_a_sweep_on_two_nodes_trains_on_both_and_records_each_run_once(cluster, 
         assert [e["node"] for e in trials] == [record["node"]["id"]], "one attempt, on the node the record names"
         # Ray's trial state went to the storage URI, not to the out folder.
         assert _final_checkpoint(bucket, run_id).is_file()
+        # And the finished run's folder, the kept model with it, the record saying where.
+        assert record["stored_at"] == f"file://{bucket}/runs/{run_id}"
+        stored, local = bucket / "runs" / run_id, out / record["checkpoint"]
+        assert (stored / record["checkpoint"].split("/", 2)[2]).read_bytes() == local.read_bytes()
+        assert (stored / "predictions.csv").read_bytes() == (out / record["predictions"]).read_bytes()
+        assert json.loads((stored / "record.json").read_text()) == record
     assert not list(out.glob("tune-*"))
 
 

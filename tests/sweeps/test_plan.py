@@ -104,9 +104,10 @@ def test_storage_path_defaults_to_out_and_new_settings_are_read(tmp_path):
         tmp_path / "sweep_e.yaml", tasks=["rte"], methods=["full"], out=str(tmp_path / "o"), gpus_per_trial=0.25,
         max_failures=0, address="auto"))
     assert sweep.storage_path is None and sweep.gpus_per_trial == 0.25 and sweep.max_failures == 0
-    from pet_lightning.sweeps.runner import _storage, resolve_address
+    from pet_lightning.sweeps.runner import resolve_address
+    from pet_lightning.sweeps.storage import storage_root
 
-    assert _storage(sweep) == str(tmp_path / "o")
+    assert storage_root(sweep) == str(tmp_path / "o")
     assert resolve_address(None, sweep) == "auto" and resolve_address("10.0.0.1:6379", sweep) == "10.0.0.1:6379"
 
 
