@@ -8,8 +8,9 @@ the benchmark papers report, and how big the training set is (which decides the 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 ProblemKind = Literal["classification", "regression", "multiple_choice"]
@@ -40,6 +41,9 @@ class TaskSpec:
         train_size: Number of official training examples; decides the resource group.
         eval_splits: The evaluation splits and the suffix their metrics get (MNLI: matched / mismatched).
         has_train: False where the official training split is not distributed with the data (BoolQ here).
+        train_subset: Set on a task's subsampled variant ``<task>@<count>`` (``sst-2@800``): its runs train on a
+            fixed subset of this many examples (the data module's ``train_subset``), so one sweep can put the same
+            task in several resource groups; ``train_size`` stays the official one.
     """
 
     name: str
@@ -60,6 +64,7 @@ class TaskSpec:
     headerless: dict[str, int] = field(default_factory=dict)
     eval_splits: dict[str, str] = field(default_factory=lambda: {"validation": ""})
     has_train: bool = True
+    train_subset: int | None = None
 
     def __post_init__(self) -> None:
         if self.headline not in self.metrics:
@@ -215,6 +220,28 @@ register_task(
         train_size=635,
     )
 )
+
+
+_VARIANT = re.compile(r"^(?P<task>.+)@(?P<count>[0-9]+)$")
+
+
+@register_task_finder
+def find_variant(name: str) -> TaskSpec | None:
+    """``<task>@<count>``: the built-in task trained on a fixed subset of ``count`` examples (see
+    :attr:`TaskSpec.train_subset`); None for other names."""
+    match = _VARIANT.match(name.strip())
+    if match is None:
+        return None
+    base, count = get_task(match["task"]), int(match["count"])
+    if base.benchmark not in ("glue", "superglue") or base.train_subset is not None:
+        raise ValueError(f"task {name!r}: <task>@<count> names a subset of a built-in task; for a task file or a "
+                         "variant, set data.train_subset instead")
+    if not 0 < count < base.train_size:
+        raise ValueError(f"task {name!r}: {base.name} has {base.train_size} training examples: use a count from 1 "
+                         f"to {base.train_size - 1}, or {base.name} itself for all of them")
+    variant = replace(base, name=f"{base.name}@{count}", train_subset=count)
+    TASKS[variant.name] = variant
+    return variant
 
 
 def get_task(name: str) -> TaskSpec:

@@ -95,7 +95,7 @@ def train_examples(config: dict[str, Any]) -> tuple[int, bool]:
         total = spec.train_size
         if picked.get("protocol", "standard").startswith("train_holdout"):
             total = round(total * (1 - HOLDOUT_FRACTION))
-        subset = picked.get("train_subset")
+        subset = picked.get("train_subset") or spec.train_subset
         found = (min(total, int(subset)) if subset else total, False)
     _EXAMPLES[cache_key] = found
     return found
