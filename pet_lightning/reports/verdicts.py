@@ -105,6 +105,9 @@ def sign_flip_p(differences: Sequence[float]) -> tuple[float, float]:
     n = len(values)
     if n < 1 or np.all(values == 0):
         return 1.0, 1.0
+    if n == 1:
+        # Two sign assignments, d and -d (scipy's test wants two or more): the observed side has p = 1/2.
+        return (0.5, 1.0) if values[0] > 0 else (1.0, 0.5)
     resamples = 2 ** n if n <= EXACT_SIGN_FLIP_MAX else 20_000
     zeros = np.zeros(n)
 

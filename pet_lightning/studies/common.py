@@ -52,9 +52,11 @@ class StudyRuns:
         # A reused run trained once, for another sweep: say so, so that its time is not read as this study's.
         sources = sorted({"/".join(_source_folder(r["reused_from"]["results"])) for r in reused})
         shared = f" ({len(reused)} reused from the identical runs of {', '.join(sources)})" if reused else ""
+        # Each record says how its protocol split the data (``dev half 1 selects, ...``, ``10% of train ...``).
+        splits = sorted({str(r.get("split", "")).split(": ", 1)[-1] for r in self.records if r.get("split")})
         return (f"Scale `{self.scale}`, backbone {', '.join(self.backbones)}; {len(self.records)} runs{shared}, seeds "
                 f"{', '.join(map(str, seeds))}; protocol {', '.join(protocols)} (selected on "
-                f"{', '.join(monitors)} over the selection half, reported on the other half); summed run time "
+                f"{', '.join(monitors)}; {'; '.join(splits) or 'split not recorded'}); summed run time "
                 f"{self.wall_s / 60:.1f} min. Scores: the reported split's metric x 100 (each table names its metric)."
                 "\n\n"
                 + provenance_text(self.records) + differences_text(self.records))

@@ -28,6 +28,13 @@ def test_sign_flip_p_counts_sign_patterns_by_hand():
     assert v.sign_flip_p(differences)[1] == pytest.approx(float(np.mean(means <= observed + 1e-12)))
 
 
+def test_one_seed_has_two_sign_patterns_and_a_finding_from_it_is_never_decided():
+    # A report on a study's first finished seeds: d and -d are the only patterns.
+    assert v.sign_flip_p([0.4]) == (0.5, 1.0) and v.sign_flip_p([-0.4]) == (1.0, 0.5)
+    finding = v.paired_finding("one seed", [0.7], [0.3], paper_effect=1.0)
+    assert finding.n == 1 and finding.p == 0.5 and finding.verdict == v.UNDERPOWERED
+
+
 def test_kendall_one_sided_over_four_rows_reaches_one_in_24():
     tau, p, p_opposite = v.kendall_p([1, 2, 3, 4], [10, 20, 30, 40])
     assert tau == 1.0

@@ -64,7 +64,7 @@ def test_transferability_table1_grid(scale, tasks, seeds):
     assert sweep.protocol == "dev_split"
 
 
-@pytest.mark.parametrize(("scale", "layers", "tasks", "seeds"), [("cpu", 6, ["sts-b", "mrpc"], 3),
+@pytest.mark.parametrize(("scale", "layers", "tasks", "seeds"), [("cpu", 6, ["sts-b"], 6),
                                                                  ("paper", 12, ["cola", "mrpc", "sts-b", "rte"], 5)])
 def test_transferability_table3_tunes_one_layer_per_row(scale, layers, tasks, seeds):
     sweep, runs = _plan("transferability_table3", scale)
@@ -77,19 +77,31 @@ def test_transferability_table3_tunes_one_layer_per_row(scale, layers, tasks, se
     assert _strategy(rows["full_ft"])["name"] == "full"
 
 
+def test_transferability_table3_cpu_adopts_table1s_full_ft_runs_of_the_same_seeds():
+    """The cpu scale's Full-FT cells are Table 1's runs (identical settings): seeds 1111-5555 are reused."""
+    table1 = {(run.run_hash, run.config_hash) for run in _plan("transferability_table1", "cpu")[1]}
+    sweep, runs = _plan("transferability_table3", "cpu")
+    shared = sorted(run.seed for run in runs if (run.run_hash, run.config_hash) in table1)
+    assert shared == [1111, 2222, 3333, 4444, 5555]
+    assert {run.method for run in runs if (run.run_hash, run.config_hash) in table1} == {"full_ft"}
+    assert [Path(folder).name for folder in sweep.reuse_from] == ["transferability_table1"]
+
+
 EH_FT_ROWS = ["finetuning", "linear_probing", "prefix_tuning", "lora", "bitfit", "top_k", "mixout", "child_tuning_d",
               "lp_ft", "eh_ft_lora", "eh_ft_pt", "eh_ft_bitfit"]
+CPU_EH_FT_ROWS = ["finetuning", "linear_probing", "lp_ft", "eh_ft_lora", "eh_ft_pt", "eh_ft_bitfit"]
 TWO_STAGE = {"lp_ft": "frozen", "eh_ft_lora": "lora", "eh_ft_pt": "prefix", "eh_ft_bitfit": "bitfit"}
 
 
-@pytest.mark.parametrize(("scale", "tasks", "seeds", "stage2_rate"), [("cpu", 2, 3, 5.0e-5), ("paper", 9, 4, 1.0e-5)])
+@pytest.mark.parametrize(("scale", "tasks", "seeds", "stage2_rate"), [("cpu", 2, 6, 5.0e-5), ("paper", 9, 4, 1.0e-5)])
 def test_eh_ft_table1_grid_head_and_two_stage_rows(scale, tasks, seeds, stage2_rate):
     sweep, runs = _plan("eh_ft_table1", scale)
-    # The paper scale adds Top-K rows for K = 6 and 12 (tests/studies/test_paper_scales.py checks its settings).
-    extra = ["top_k_6", "top_k_12"] if scale == "paper" else []
-    assert len(runs) == (12 + len(extra)) * tasks * seeds and len(sweep.seeds) == seeds
+    # The cpu scale runs the rows of the main claim; the paper scale all of Table 1's, with Top-K rows for K = 6
+    # and 12 (tests/studies/test_paper_scales.py checks its settings).
+    expected = CPU_EH_FT_ROWS if scale == "cpu" else EH_FT_ROWS + ["top_k_6", "top_k_12"]
+    assert len(runs) == len(expected) * tasks * seeds and len(sweep.seeds) == seeds
     rows = _rows(runs)
-    assert list(rows) == EH_FT_ROWS + extra
+    assert sorted(rows) == sorted(expected)
     for method, config in rows.items():
         model = config["model"]
         assert (model["head"], model["head_hidden_size"], model["head_init_std"]) == ("mlp", 2048, 0.005), method
@@ -104,8 +116,13 @@ def test_eh_ft_table1_grid_head_and_two_stage_rows(scale, tasks, seeds, stage2_r
         else:
             assert not two_stage, method
     assert rows["finetuning"]["model"]["learning_rate"] == stage2_rate
-    assert _strategy(rows["child_tuning_d"])["reserve_p"] == 0.1
-    assert _strategy(rows["mixout"])["p"] == (0.7 if scale == "paper" else 0.9)
+    if scale == "paper":
+        assert _strategy(rows["child_tuning_d"])["reserve_p"] == 0.1
+        assert _strategy(rows["mixout"])["p"] == 0.7
+    else:
+        # 10 epochs: stage 1 is one of them, 10% as in the study's code; every row trains as many steps.
+        assert {config["trainer"]["max_epochs"] for config in rows.values()} == {10}
+        assert sweep.protocol == "train_holdout"
 
 
 def test_eh_ft_paper_scale_uses_the_studys_epochs_per_task():
@@ -134,7 +151,7 @@ def test_the_sweep_keeps_study_callbacks_beside_its_selection(tmp_path):
 REVISITING = {  # study file -> (cpu runs, paper runs)
     "revisiting_table1": (25, 100), "revisiting_table2": (100, 1200), "revisiting_table4": (75, 300),
     "revisiting_figure3": (40, 480), "revisiting_figure4": (25, 400), "revisiting_figure5": (45, 180),
-    "revisiting_iterations": (36, 120),
+    "revisiting_iterations": (120, 120),
 }
 
 
