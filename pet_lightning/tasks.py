@@ -41,9 +41,10 @@ class TaskSpec:
         train_size: Number of official training examples; decides the resource group.
         eval_splits: The evaluation splits and the suffix their metrics get (MNLI: matched / mismatched).
         has_train: False where the official training split is not distributed with the data (BoolQ here).
-        train_subset: Set on a task's subsampled variant ``<task>@<count>`` (``sst-2@800``): its runs train on a
-            fixed subset of this many examples (the data module's ``train_subset``), so one sweep can put the same
-            task in several resource groups; ``train_size`` stays the official one.
+        train_subset: Set on a task's variant ``<task>@<count>`` (``sst-2@800``): the task as if its training
+            split were a fixed subset of this many examples (the protocols split those, so ``train_holdout``
+            selects on 10% of them), so one sweep can put the same task in several resource groups;
+            ``train_size`` stays the official one.
     """
 
     name: str
@@ -233,9 +234,9 @@ def find_variant(name: str) -> TaskSpec | None:
     if match is None:
         return None
     base, count = get_task(match["task"]), int(match["count"])
-    if base.benchmark not in ("glue", "superglue") or base.train_subset is not None:
-        raise ValueError(f"task {name!r}: <task>@<count> names a subset of a built-in task; for a task file or a "
-                         "variant, set data.train_subset instead")
+    if base.benchmark not in ("glue", "superglue") or base.train_subset is not None or not base.has_train:
+        raise ValueError(f"task {name!r}: <task>@<count> names a subset of a built-in task's training split; for "
+                         "a task file, a variant or a task without a training split, set data.train_subset instead")
     if not 0 < count < base.train_size:
         raise ValueError(f"task {name!r}: {base.name} has {base.train_size} training examples: use a count from 1 "
                          f"to {base.train_size - 1}, or {base.name} itself for all of them")

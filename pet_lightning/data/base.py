@@ -110,12 +110,11 @@ class TaskDataModule(L.LightningDataModule):
                 f"{_BENCHMARK_NAMES[self.benchmark]}: use {right_module} for it, or "
                 "pet_lightning.data.TaskDataModule, which takes every task"
             )
-        if self.spec.train_subset is not None:
-            if train_subset is not None and train_subset != self.spec.train_subset:
-                base = self.spec.name.split("@")[0]
-                raise DataError(f"task {self.spec.name} trains on {self.spec.train_subset} examples, but train_subset="
-                                f"{train_subset}: drop train_subset, or name the task {base}@{train_subset}")
-            train_subset = self.spec.train_subset
+        if self.spec.train_subset is not None and train_subset is not None:
+            base = self.spec.name.split("@")[0]
+            raise DataError(f"task {self.spec.name} is {base} with {self.spec.train_subset} training examples, and "
+                            f"train_subset={train_subset} would subsample them again: drop train_subset, or name the "
+                            f"task {base}@{train_subset}")
         if max_length < MIN_MAX_LENGTH:
             raise ValueError(f"max_length={max_length} is too short: use at least {MIN_MAX_LENGTH} tokens")
         if batch_size < 1:

@@ -34,6 +34,7 @@ from pet_lightning.data.readers import DataError
 from pet_lightning.data.source import ExampleSource
 
 HOLDOUT_FRACTION = 0.1
+VARIANT_SEED = 0  # the subset_seed default: a variant's examples are the same draw as train_subset's
 
 
 @dataclass
@@ -324,12 +325,45 @@ PROTOCOLS: dict[str, Callable[[ExampleSource, SplitSettings], SplitPlan]] = {
 }
 
 
+@dataclass(frozen=True)
+class VariantSource:
+    """A task variant ``<task>@<count>`` (:attr:`~pet_lightning.tasks.TaskSpec.train_subset`): its task's examples,
+    the training split cut to a fixed subset of ``count`` (drawn as ``train_subset`` draws, seed
+    :data:`VARIANT_SEED`). The protocols then split that as the task's whole training set: under
+    ``train_holdout`` 10% of the ``count`` examples select, as they would for a task of that size."""
+
+    base: ExampleSource
+
+    @property
+    def spec(self):
+        return self.base.spec
+
+    @property
+    def location(self) -> str:
+        return self.base.location
+
+    def available_splits(self) -> list[str]:
+        return self.base.available_splits()
+
+    def load_examples(self, split: str) -> list[Example]:
+        examples = self.base.load_examples(split)
+        if split != "train":
+            return examples
+        return subset(examples, self.spec.train_subset, VARIANT_SEED, self.spec.name)[0]
+
+
 def make_plan(source: ExampleSource, settings: SplitSettings) -> SplitPlan:
     """The split plan of ``source``'s examples under ``settings``: a pure function of the examples and the seeds.
 
     A task without a training split in the task table (the AX-b / AX-g diagnostics) has nothing to split: its
-    labelled test file is selected on, reported and predicted, whatever the protocol.
+    labelled test file is selected on, reported and predicted, whatever the protocol. A task variant's training
+    split is its fixed subset (:class:`VariantSource`).
     """
+    if source.spec.train_subset is not None:
+        if "train" not in source.available_splits():
+            raise DataError(f"task {source.spec.name} subsamples the training split, which {source.location} lacks: "
+                            f"add {source.spec.files.get('train', 'train')} there, or use the task itself")
+        source = VariantSource(source)
     if "train" in source.spec.files:
         return PROTOCOLS[settings.protocol](source, settings)
     examples = source.load_examples("test")

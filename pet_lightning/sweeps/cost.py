@@ -92,10 +92,10 @@ def train_examples(config: dict[str, Any]) -> tuple[int, bool]:
         except (OSError, ValueError):  # DataError is a ValueError: a task the data root lacks
             found = None
     if found is None:
-        total = spec.train_size
+        total = spec.train_subset or spec.train_size  # a variant's training split is its subset
         if picked.get("protocol", "standard").startswith("train_holdout"):
             total = round(total * (1 - HOLDOUT_FRACTION))
-        subset = picked.get("train_subset") or spec.train_subset
+        subset = picked.get("train_subset")
         found = (min(total, int(subset)) if subset else total, False)
     _EXAMPLES[cache_key] = found
     return found

@@ -26,7 +26,7 @@ from pet_lightning.paths import from_start, pin_environment, start_dir
 from pet_lightning.sweeps.plan import RunSpec, SweepConfig, SweepError, plan_digest, plan_runs, select_runs
 from pet_lightning.sweeps.records import adopt_reused_records, finished_ids, load_results, recover_records
 from pet_lightning.sweeps.resolved import base_notes, settings_line
-from pet_lightning.sweeps.storage import check_storage, storage_filesystem, storage_join, storage_root
+from pet_lightning.sweeps.storage import check_storage, mark_storage, storage_filesystem, storage_join, storage_root
 
 CONNECT_TIMEOUT_S = 10.0
 LOCAL = "local"
@@ -92,11 +92,13 @@ def build_tuner(sweep: SweepConfig, runs: list, todo: list, experiment: str, cal
     from pet_lightning.sweeps.trainable import sweep_trial
 
     resources = {"cpu": sweep.cpus_per_trial, "gpu": sweep.gpus_per_trial}
-    trainable = tune.with_resources(
-        tune.with_parameters(sweep_trial, sweep=sweep, runs={run.run_id: for_trial(run) for run in runs}), resources
-    )
     storage = storage_root(sweep)
     path = storage_join(storage, experiment)
+    mark = (path, mark_storage(path))
+    trainable = tune.with_resources(
+        tune.with_parameters(sweep_trial, sweep=sweep, runs={run.run_id: for_trial(run) for run in runs},
+                             storage_mark=mark), resources
+    )
     if tune.Tuner.can_restore(path):
         # Errored trials get their retries again, from their last checkpoint: a rerun is how one retries failures.
         return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True), True

@@ -22,6 +22,7 @@ from pet_lightning.sweeps.records import RECORD_FILE
 # A run's resume state is Ray's (under the experiment), not part of the stored run folder.
 _NOT_STORED = ("resume", "tune_resume", "epoch.ckpt")
 _CHECKPOINTS = "checkpoints"
+STORAGE_MARK = ".pet-lightning-storage"
 
 
 def storage_root(sweep: SweepConfig) -> str:
@@ -64,6 +65,36 @@ def check_storage(storage: str) -> None:
         where = "the folder" if scheme in (None, "file") else "the bucket (and its credentials in the environment)"
         raise SweepError(f"storage_path {storage}: cannot write there ({reason}): check that {where} exists and "
                          "this machine can write to it, or set storage_path to a folder every node sees") from None
+
+
+def mark_storage(storage: str) -> str:
+    """Write a mark of this driver into ``storage`` (the experiment's folder in it) and return it: every trial
+    checks that it sees the same mark (:func:`check_storage_seen`), so a folder that is the driver's alone fails
+    in one line instead of each node keeping trial state where the others never look."""
+    import uuid
+
+    mark = uuid.uuid4().hex
+    filesystem, path = storage_filesystem(storage)
+    filesystem.create_dir(path, recursive=True)
+    with filesystem.open_output_stream(f"{path.rstrip('/')}/{STORAGE_MARK}") as stream:
+        stream.write(mark.encode())
+    return mark
+
+
+def check_storage_seen(storage: str, mark: str, node: str) -> None:
+    """Raise a one-line :class:`SweepError` where this node does not see the mark the driver wrote in ``storage``."""
+    import pyarrow
+
+    try:
+        filesystem, path = storage_filesystem(storage)
+        with filesystem.open_input_stream(f"{path.rstrip('/')}/{STORAGE_MARK}") as stream:
+            seen = stream.read().decode()
+    except (pyarrow.ArrowException, OSError, UnicodeDecodeError):
+        seen = None
+    if seen != mark:
+        found = "is missing" if seen is None else "holds another driver's mark"
+        raise SweepError(f"storage_path {storage} is not the place the driver wrote to, seen from node {node} (its "
+                         f"{STORAGE_MARK} {found}): set storage_path to a folder every node sees, or a bucket")
 
 
 def stored_run_folder(sweep: SweepConfig, run_id: str) -> str | None:

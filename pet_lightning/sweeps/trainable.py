@@ -36,16 +36,16 @@ from typing import Any
 
 import lightning as L
 import yaml
-from lightning.pytorch.callbacks import Callback, Checkpoint
+from lightning.pytorch.callbacks import Checkpoint
 
 from pet_lightning.callbacks.report_predictions import PREDICTIONS_FILE, ReportPredictions
 from pet_lightning.callbacks.resume import lightning_resume_warnings_ignored
 from pet_lightning.sweeps.plan import SELECTION_CHECKPOINT, RunSpec, SweepConfig, full_config
 from pet_lightning.sweeps.records import RECORD_FILE, ok_record, relative_to_out
-from pet_lightning.sweeps.storage import store_run_folder, stored_run_folder
+from pet_lightning.sweeps.run_log import PROGRESS_FILE, RunLog, log_event
+from pet_lightning.sweeps.storage import check_storage_seen, store_run_folder, stored_run_folder
 
 RESUME_FILE = "epoch.ckpt"
-PROGRESS_FILE = "progress.jsonl"
 # Where a restarted trial's checkpoint is copied out of Ray's storage (ResumeCheckpoints owns <run_dir>/resume).
 TUNE_RESUME_FOLDER = "tune_resume"
 
@@ -93,51 +93,6 @@ class EpochCheckpoint(Checkpoint):
             trainer.save_checkpoint(Path(folder) / RESUME_FILE)
             self._last_save = (time.perf_counter(), time.perf_counter() - started)
             self.report(metrics, Path(folder))
-
-
-def log_event(path: Path, **event: Any) -> None:
-    """One line of ``progress.jsonl``: what the run did and when (tests and the throughput benchmark read it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps({**event, "pid": os.getpid(), "time": time.time()}) + "\n")
-
-
-class RunLog(Callback):
-    """Appends ``start`` (with the epoch and step it starts from) and ``epoch`` events to ``progress.jsonl``.
-
-    Each ``epoch`` event also says where the epoch's time went: ``train_s`` (from the epoch's start to its
-    validation: the training steps with their data loading and logging) and ``validation_s``. What happens after
-    the event (the epoch checkpoint and Ray's copy of it) falls in the gap before the next epoch starts, and the
-    time before ``start`` (model build, reading and tokenising the data, the sanity check) in the gap after the
-    ``trial`` event: ``scripts/trial_time_shares.py`` adds them up per study.
-    """
-
-    def __init__(self, path: Path):
-        self.path = path
-        self._epoch_start = self._validation_start = 0.0
-        self._validation_s = 0.0
-
-    def write(self, **event: Any) -> None:
-        log_event(self.path, **event)
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.write(event="start", epoch=trainer.current_epoch, step=trainer.global_step,
-                   resumed=trainer.ckpt_path is not None)
-
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._epoch_start, self._validation_s = time.perf_counter(), 0.0
-
-    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._validation_start = time.perf_counter()
-
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.sanity_checking:
-            self._validation_s += time.perf_counter() - self._validation_start
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        elapsed = time.perf_counter() - self._epoch_start
-        self.write(event="epoch", epoch=trainer.current_epoch, step=trainer.global_step,
-                   train_s=round(elapsed - self._validation_s, 3), validation_s=round(self._validation_s, 3))
 
 
 def _placement(config: dict[str, Any], gpus_per_trial: float) -> None:
@@ -358,8 +313,10 @@ def trial_threads(sweep: SweepConfig) -> int:
     return max(1, int(sweep.cpus_per_trial))
 
 
-def sweep_trial(config: dict[str, Any], sweep: SweepConfig, runs: dict[str, RunSpec]) -> None:
-    """Ray Tune function trainable: one run per trial, resumed from the trial's last epoch checkpoint."""
+def sweep_trial(config: dict[str, Any], sweep: SweepConfig, runs: dict[str, RunSpec],
+                storage_mark: tuple[str, str] | None = None) -> None:
+    """Ray Tune function trainable: one run per trial, resumed from the trial's last epoch checkpoint.
+    ``storage_mark``: (the experiment's storage folder, the driver's mark in it), checked before training."""
     import ray
     from ray import tune
 
@@ -371,6 +328,8 @@ def sweep_trial(config: dict[str, Any], sweep: SweepConfig, runs: dict[str, RunS
         # share (a user's own setting wins).
         os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     log_event(sweep.run_dir(run.run_id) / PROGRESS_FILE, event="trial", node=node["id"])
+    if storage_mark is not None:
+        check_storage_seen(*storage_mark, node=node["ip"])
     if config.get("cwd") and Path(config["cwd"]).is_dir():
         # Relative paths in run configs mean the folder the sweep was started from, on every worker.
         os.chdir(config["cwd"])

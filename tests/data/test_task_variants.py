@@ -24,7 +24,8 @@ def test_a_variant_is_its_task_with_a_training_subset_and_its_own_name():
 @pytest.mark.parametrize("name, message", [
     ("sst-2@0", "sst-2 has 67349 training examples: use a count from 1 to 67348, or sst-2 itself"),
     ("sst-2@67349", "use a count from 1 to 67348"),
-    ("sst-2@800@2", "names a subset of a built-in task; for a task file or a variant, set data.train_subset"),
+    ("sst-2@800@2", "names a subset of a built-in task's training split; for a task file, a variant or a task"),
+    ("axb@10", "names a subset of a built-in task's training split"),
     ("nosuch@10", "unknown task 'nosuch'"),
 ])
 def test_a_bad_variant_name_is_a_one_line_error(name, message):
@@ -33,21 +34,35 @@ def test_a_bad_variant_name_is_a_one_line_error(name, message):
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
-def test_a_variant_trains_on_the_same_examples_as_its_task_with_train_subset_and_reports_the_same_set(data_dir):
-    for protocol in ("dev_split", "train_holdout"):
-        variant = TaskDataModule(task="mrpc@300", data_dir=data_dir, protocol=protocol).plan_splits()
-        subset = TaskDataModule(task="mrpc", data_dir=data_dir, protocol=protocol, train_subset=300).plan_splits()
-        assert len(variant.train) == 300
-        assert variant.train == subset.train
-        assert variant.selection == subset.selection and variant.report == subset.report
+def test_a_variant_is_its_task_as_if_its_training_split_were_the_subset(data_dir):
+    # dev_split keeps train whole: the variant trains on exactly train_subset's draw, and dev is split alike.
+    variant = TaskDataModule(task="mrpc@300", data_dir=data_dir, protocol="dev_split").plan_splits()
+    subset = TaskDataModule(task="mrpc", data_dir=data_dir, protocol="dev_split", train_subset=300).plan_splits()
+    assert len(variant.train) == 300 and variant.train == subset.train
+    assert variant.selection == subset.selection and variant.report == subset.report
+    # train_holdout selects on 10% of the variant's 300 examples (a task of that size), not on 10% of MRPC's 3,668;
+    # the whole official dev set is reported.
+    holdout = TaskDataModule(task="mrpc@300", data_dir=data_dir, protocol="train_holdout").plan_splits()
+    (selection,) = holdout.selection.values()
+    assert (len(holdout.train), len(selection)) == (270, 30)
+    assert sorted(e["idx"] for e in holdout.train + selection) == sorted(e["idx"] for e in variant.train)
+    full = TaskDataModule(task="mrpc", data_dir=data_dir, protocol="train_holdout").plan_splits()
+    assert holdout.report == full.report and len(next(iter(holdout.report.values()))) == 408
 
 
-def test_a_train_subset_that_contradicts_the_variant_is_refused_in_one_line(data_dir):
+def test_a_variant_of_a_task_whose_training_split_is_missing_is_refused_in_one_line(data_dir):
+    # The shared data holds BoolQ's dev set only: without this, train_holdout would carve dev and ignore the @100.
+    with pytest.raises(DataError) as err:
+        TaskDataModule(task="boolq@100", data_dir=data_dir, protocol="train_holdout").plan_splits()
+    assert str(err.value) == (f"task boolq@100 subsamples the training split, which {data_dir} lacks: add train.jsonl "
+                              "there, or use the task itself")
+
+
+def test_a_train_subset_on_a_variant_is_refused_in_one_line(data_dir):
     with pytest.raises(DataError) as err:
         TaskDataModule(task="mrpc@300", data_dir=data_dir, train_subset=200)
-    assert str(err.value) == ("task mrpc@300 trains on 300 examples, but train_subset=200: drop train_subset, or "
-                              "name the task mrpc@200")
-    assert TaskDataModule(task="mrpc@300", data_dir=data_dir, train_subset=300).train_subset == 300
+    assert str(err.value) == ("task mrpc@300 is mrpc with 300 training examples, and train_subset=200 would subsample "
+                              "them again: drop train_subset, or name the task mrpc@200")
 
 
 def test_a_sweep_runs_a_task_and_its_variant_side_by_side_and_a_variant_fits(data_dir, tiny):

@@ -22,8 +22,8 @@ import pytest
 import yaml
 
 from pet_lightning.sweeps.records import load_results
+from pet_lightning.sweeps.run_log import PROGRESS_FILE
 from pet_lightning.sweeps.runner import main as sweep_main
-from pet_lightning.sweeps.trainable import PROGRESS_FILE
 from tests.conftest import REPO_ROOT
 from tests.helpers.faults import Faults, plugin_env
 from tests.helpers.ray_cluster import LocalRayCluster

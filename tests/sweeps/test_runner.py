@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from pet_lightning.sweeps.records import load_results
+from pet_lightning.sweeps.run_log import PROGRESS_FILE
 from pet_lightning.sweeps.runner import main as sweep_main
-from pet_lightning.sweeps.trainable import PROGRESS_FILE
 from tests.conftest import REPO_ROOT
 from tests.helpers.faults import FAULTS_ENV, Faults, plugin_env
 from tests.sweeps.conftest import STEPS_PER_EPOCH, same_weights, trainable_state, write_tiny_sweep

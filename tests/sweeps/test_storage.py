@@ -9,7 +9,14 @@ import pytest
 
 from pet_lightning.sweeps.files import SweepError
 from pet_lightning.sweeps.plan import SweepConfig
-from pet_lightning.sweeps.storage import fetch_run_folder, store_run_folder, stored_run_folder
+from pet_lightning.sweeps.storage import (
+    STORAGE_MARK,
+    check_storage_seen,
+    fetch_run_folder,
+    mark_storage,
+    store_run_folder,
+    stored_run_folder,
+)
 
 RUN_ID = "cb.bitfit.both.1.abcdef12"
 
@@ -71,3 +78,20 @@ def test_a_storage_that_refuses_the_copy_or_the_fetch_fails_in_one_line(tmp_path
         fetch_run_folder({"run_id": RUN_ID, "stored_at": f"file://{blocker}/runs/{RUN_ID}"}, tmp_path / "d")
     assert str(err.value).startswith(f"run {RUN_ID}: could not fetch its folder from file://{blocker}")
     assert "\n" not in str(err.value)
+
+
+def test_a_trial_that_does_not_see_the_drivers_mark_fails_in_one_line(tmp_path):
+    driver_side = str(tmp_path / "driver" / "tune-s-1234")
+    mark = mark_storage(driver_side)
+    check_storage_seen(driver_side, mark, node="10.0.0.1")  # the same folder: seen
+    check_storage_seen(f"file://{driver_side}", mark, node="10.0.0.1")  # the same folder as a URI
+    # A node whose storage_path is a folder of its own disk: the mark is not there.
+    with pytest.raises(SweepError) as err:
+        check_storage_seen(str(tmp_path / "node" / "tune-s-1234"), mark, node="10.0.0.2")
+    assert str(err.value) == (f"storage_path {tmp_path}/node/tune-s-1234 is not the place the driver wrote to, seen "
+                              f"from node 10.0.0.2 (its {STORAGE_MARK} is missing): set storage_path to a folder "
+                              "every node sees, or a bucket")
+    # Another driver has since marked the folder (two drivers on one experiment): its trials are not ours.
+    assert mark_storage(driver_side) != mark
+    with pytest.raises(SweepError, match="holds another driver's mark"):
+        check_storage_seen(driver_side, mark, node="10.0.0.1")
