@@ -224,6 +224,9 @@ register_task(
 
 
 _VARIANT = re.compile(r"^(?P<task>.+)@(?P<count>[0-9]+)$")
+_VARIANTS: dict[str, TaskSpec] = {}
+"""Variants built so far, kept apart from :data:`TASKS` so that the table (and the names an unknown-task error
+lists) stays the built-in tasks whatever variants a process happened to use."""
 
 
 @register_task_finder
@@ -240,9 +243,10 @@ def find_variant(name: str) -> TaskSpec | None:
     if not 0 < count < base.train_size:
         raise ValueError(f"task {name!r}: {base.name} has {base.train_size} training examples: use a count from 1 "
                          f"to {base.train_size - 1}, or {base.name} itself for all of them")
-    variant = replace(base, name=f"{base.name}@{count}", train_subset=count)
-    TASKS[variant.name] = variant
-    return variant
+    key = f"{base.name}@{count}"
+    if key not in _VARIANTS:
+        _VARIANTS[key] = replace(base, name=key, train_subset=count)
+    return _VARIANTS[key]
 
 
 def get_task(name: str) -> TaskSpec:

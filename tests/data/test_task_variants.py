@@ -9,7 +9,7 @@ from pet_lightning import PETModule
 from pet_lightning.data import TaskDataModule
 from pet_lightning.data.readers import DataError
 from pet_lightning.sweeps.plan import MethodSpec, SweepConfig, plan_runs
-from pet_lightning.tasks import get_task
+from pet_lightning.tasks import TASKS, get_task
 from tests.helpers.trainers import quiet_trainer
 
 
@@ -19,6 +19,14 @@ def test_a_variant_is_its_task_with_a_training_subset_and_its_own_name():
     assert (variant.metrics, variant.headline, variant.folder, variant.label_values) == \
         (base.metrics, base.headline, base.folder, base.label_values)
     assert get_task("sst-2@800") is variant
+
+
+def test_using_a_variant_leaves_the_task_table_and_the_unknown_task_error_as_they_were():
+    before = set(TASKS)
+    get_task("cb@20")
+    with pytest.raises(ValueError) as err:
+        get_task("nosuch")
+    assert set(TASKS) == before and "cb@20" not in str(err.value)
 
 
 @pytest.mark.parametrize("name, message", [
