@@ -149,7 +149,7 @@ def test_the_sweep_keeps_study_callbacks_beside_its_selection(tmp_path):
 
 
 REVISITING = {  # study file -> (cpu runs, paper runs)
-    "revisiting_table1": (25, 100), "revisiting_table2": (100, 1200), "revisiting_table4": (75, 300),
+    "revisiting_table1": (50, 100), "revisiting_table2": (100, 1200), "revisiting_table4": (75, 300),
     "revisiting_figure3": (40, 480), "revisiting_figure4": (25, 400), "revisiting_figure5": (45, 180),
     "revisiting_iterations": (120, 120),
 }
