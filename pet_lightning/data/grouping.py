@@ -14,7 +14,10 @@ join unrelated examples), except a task key, which links at any length.
 
 from __future__ import annotations
 
+import hashlib
+import pickle
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
 
 from pet_lightning.data.formulations import Example
@@ -76,9 +79,27 @@ def example_keys(example: Example, task: str, own_group: bool = True) -> set[Has
     return keys
 
 
+_GROUPS: OrderedDict[tuple[str, bytes], list[list[int]]] = OrderedDict()
+_GROUPS_KEPT = 8
+"""A sweep worker trains run after run on the same training file: the groups of its last few example lists are
+kept (keyed by their content), so a run drawing a subset of SST-2's 67k examples does not group them again."""
+
+
 def connected_groups(examples: list[Example], task: str) -> list[list[int]]:
     """Positions of the examples grouped into connected components, each in input order, ordered by their
-    first member: a pure function of the examples."""
+    first member: a pure function of the examples (computed once per content in a process; callers get their own
+    lists)."""
+    key = (task, hashlib.blake2b(pickle.dumps(examples, protocol=5), digest_size=32).digest())
+    groups = _GROUPS.get(key)
+    if groups is None:
+        groups = _GROUPS[key] = _connected_groups(examples, task)
+        while len(_GROUPS) > _GROUPS_KEPT:
+            _GROUPS.popitem(last=False)
+    _GROUPS.move_to_end(key)
+    return [list(members) for members in groups]
+
+
+def _connected_groups(examples: list[Example], task: str) -> list[list[int]]:
     parent = list(range(len(examples)))
 
     def find(i: int) -> int:

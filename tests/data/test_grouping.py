@@ -123,3 +123,21 @@ def test_subset_of_singletons_is_exact_and_label_proportional():
 def test_subset_rejects_a_non_positive_count():
     with pytest.raises(ValueError, match="train_subset=0"):
         subset(_grouped_rows(), 0, seed=0)
+
+
+def test_groups_are_computed_once_per_content_and_each_caller_gets_its_own_lists(monkeypatch):
+    import pet_lightning.data.grouping as grouping
+
+    calls = []
+    compute = grouping._connected_groups
+    monkeypatch.setattr(grouping, "_connected_groups", lambda examples, task: calls.append(task) or
+                        compute(examples, task))
+    monkeypatch.setattr(grouping, "_GROUPS", type(grouping._GROUPS)())
+    rows = [_row(0, "a" * 50), _row(1, "b" * 50), _row(2, "A" * 50 + "!")]
+    first = connected_groups(rows, "sst-2")
+    first[0].append(99)
+    again = connected_groups([dict(row) for row in rows], "sst-2")
+    assert again == [[0, 2], [1]] and calls == ["sst-2"]
+    # Other content, or the same content under another task's keys, is grouped afresh.
+    assert connected_groups(rows[:2], "sst-2") == [[0], [1]] and connected_groups(rows, "wsc") == [[0, 2], [1]]
+    assert calls == ["sst-2", "sst-2", "wsc"]
