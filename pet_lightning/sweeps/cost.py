@@ -239,7 +239,8 @@ def estimate_plan(sweep: SweepConfig, runs: list[RunSpec], step_seconds: float |
                     timings[stage.key] = t = Timing(t.step_s, t.build_s, validations[data])
                     label = "/".join([_short(stage.key[0]), *map(str, stage.key[1:])])
                     lines.append(f"timed {label}: {t.step_s:.3f} s/step ({time_steps} steps "
-                                 f"after 1 warm-up), build {t.build_s:.1f} s, one validation {t.val_s:.1f} s")
+                                 f"after 1 warm-up, scaled to the epoch's mean batch length), "
+                                 f"build {t.build_s:.1f} s, one validation {t.val_s:.1f} s")
         steps = {key: t.step_s for key, t in timings.items()}
         overhead = timings
         if overhead_seconds is not None:

@@ -2,6 +2,10 @@
 
 A timing fit is the run's own LightningCLI config with the strategy of one stage, no validation, no logger and no
 checkpoints, stopped after a warm-up step and a few timed ones; the console stays quiet, since the plan is the output.
+
+The first batches of an epoch are not its typical ones: grouped by length, each window of the training order starts
+with its longest examples. A step's time is taken as proportional to the tokens of its padded batch, so the timed
+steps give seconds per padded token, scaled to the epoch's mean padded batch (:func:`mean_padded_tokens`).
 """
 
 from __future__ import annotations
@@ -29,28 +33,55 @@ TWO_STAGE = "TwoStageTraining"
 
 @dataclass
 class Timing:
-    step_s: float
+    step_s: float  # a mean step of the epoch (timed steps scaled by tokens, see the module docstring)
     build_s: float  # model build + data preparation, until the first step
     val_s: float  # one validation pass over the selection split
 
 
 class StepClock(L.Callback):
-    """Wall time until the first training step, and of each step after the warm-up ones."""
+    """Wall time until the first training step, and of each step after the warm-up ones with its padded tokens."""
 
     def __init__(self, warmup: int) -> None:
         self.warmup = warmup
         self.started = time.perf_counter()
         self.first: float | None = None
         self.steps: list[float] = []
+        self.tokens: list[int] = []
         self._t = 0.0
+        self._tokens = 0
 
-    def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, *args: Any) -> None:
         self._t = time.perf_counter()
+        ids = batch["input_ids"]  # [batch, length], or [batch, choices, length]: counted as batch x length
+        self._tokens = int(ids.shape[0] * ids.shape[-1])
         self.first = self.first or self._t
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         if trainer.global_step > self.warmup:
             self.steps.append(time.perf_counter() - self._t)
+            self.tokens.append(self._tokens)
+
+    def seconds_per_token(self) -> float:
+        return sum(self.steps) / max(1, sum(self.tokens))
+
+
+def mean_padded_tokens(order: list[int], lengths: list[int], batch_size: int, multiple: int | None = None) -> float:
+    """Mean tokens of a padded batch over one epoch: ``order`` cut into batches of ``batch_size``, each padded to
+    its longest example (rounded up to ``multiple``), as the collator pads them."""
+    sizes = []
+    for start in range(0, len(order), batch_size):
+        batch = order[start:start + batch_size]
+        longest = max(lengths[i] for i in batch)
+        if multiple:
+            longest = -(-longest // multiple) * multiple
+        sizes.append(len(batch) * longest)
+    return sum(sizes) / len(sizes)
+
+
+def _epoch_tokens(datamodule: Any) -> float:
+    loader = datamodule.train_dataloader()
+    return mean_padded_tokens(list(iter(loader.sampler)), datamodule.datasets["train"].lengths(), loader.batch_size,
+                              datamodule.collator.pad_to_multiple_of)
 
 
 @contextlib.contextmanager
@@ -105,4 +136,4 @@ def time_configuration(sweep: SweepConfig, run: RunSpec, stage: Any, steps: int,
             val_s = time.perf_counter() - started if validate else 0.0
     finally:
         torch.set_num_threads(threads)
-    return Timing(sum(clock.steps) / len(clock.steps), clock.first - clock.started, val_s)
+    return Timing(clock.seconds_per_token() * _epoch_tokens(cli.datamodule), clock.first - clock.started, val_s)

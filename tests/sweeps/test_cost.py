@@ -11,6 +11,7 @@ import yaml
 
 from pet_lightning.studies.command import main as study_main
 from pet_lightning.sweeps.cost import estimate_plan, plan_costs, time_configuration
+from pet_lightning.sweeps.cost_timing import StepClock, mean_padded_tokens
 from pet_lightning.sweeps.plan import SweepConfig, plan_runs
 
 TWO_STAGE = {"class_path": "pet_lightning.callbacks.TwoStageTraining",
@@ -126,3 +127,43 @@ def test_the_study_command_prints_the_plan_and_refuses_bad_flags_in_one_line(tmp
     assert study_main([str(path), "--plan", "--step-seconds", "-1"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --step-seconds -1.0") and err.count("\n") == 1
+
+
+def test_the_mean_padded_batch_is_the_hand_computation():
+    # Batches [0, 1] -> 2 x 7, [2, 3] -> 2 x 3, [4] -> 1 x 9; rounded up to 8: 2 x 8, 2 x 8, 1 x 16.
+    lengths = [7, 5, 3, 2, 9]
+    assert mean_padded_tokens([0, 1, 2, 3, 4], lengths, 2) == (14 + 6 + 9) / 3
+    assert mean_padded_tokens([0, 1, 2, 3, 4], lengths, 2, multiple=8) == (16 + 16 + 16) / 3
+
+
+def test_timed_steps_are_scaled_to_the_epochs_mean_batch_by_their_tokens(tmp_path, data_dir, tiny, monkeypatch):
+    """Grouped by length, an epoch's first batches are its longest: a step's time is taken as proportional to its
+    padded tokens, so the estimate is seconds per token x the epoch's mean padded batch."""
+    import pet_lightning.sweeps.cost_timing as timing_module
+
+    seen = {}
+
+    real = timing_module._epoch_tokens
+
+    def epoch_tokens(datamodule):
+        lengths, order = datamodule.datasets["train"].lengths(), list(iter(datamodule.train_dataloader().sampler))
+        batches = [order[i:i + 8] for i in range(0, len(order), 8)]
+        seen["hand"] = sum(len(b) * max(lengths[i] for i in b) for b in batches) / len(batches)
+        seen["epoch"] = real(datamodule)
+        return seen["epoch"]
+
+    clocks = []
+    monkeypatch.setattr(timing_module, "_epoch_tokens", epoch_tokens)
+    monkeypatch.setattr(timing_module, "StepClock", lambda warmup: clocks.append(StepClock(warmup)) or clocks[-1])
+    sweep = SweepConfig.from_file(write_study(tmp_path, data_dir, backbone=tiny, tasks=["cb"],
+                                              base={"trainer": {"max_epochs": 4, "precision": "32-true"},
+                                                    "model": {"backbone": tiny, "learning_rate": 1.0e-3},
+                                                    "data": {"init_args": {"data_dir": data_dir, "max_length": 32,
+                                                                           "batch_size": 8, "train_subset": 32,
+                                                                           "group_by_length": True}}}))
+    runs = plan_runs(sweep)
+    timing = time_configuration(sweep, runs[0], plan_costs(sweep, runs[:1])[0][0].stages[0], steps=2)
+    (clock,) = clocks
+    assert len(clock.steps) == 2 and all(tokens > 0 for tokens in clock.tokens)
+    assert timing.step_s == pytest.approx(sum(clock.steps) / sum(clock.tokens) * seen["epoch"])
+    assert seen["epoch"] == seen["hand"] and 0 < seen["epoch"] <= 8 * 32
