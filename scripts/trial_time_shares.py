@@ -76,10 +76,12 @@ def sweep_shares(out: Path, slots: int | None) -> tuple[Counter, int]:
 
 def table(total: Counter, runs: int) -> str:
     seconds = sum(total.values())
-    lines = [f"{runs} runs, {seconds / 60:.1f} slot-minutes", "| phase | minutes | share |", "|---|---:|---:|"]
+    lines = [f"{runs} runs, {seconds / 60:.1f} slot-minutes", "| phase | minutes | share | s per run |",
+             "|---|---:|---:|---:|"]
     for phase in PHASES:
         if total.get(phase):
-            lines.append(f"| {phase} | {total[phase] / 60:.1f} | {100 * total[phase] / seconds:.1f}% |")
+            lines.append(f"| {phase} | {total[phase] / 60:.1f} | {100 * total[phase] / seconds:.1f}% | "
+                         f"{total[phase] / runs:.1f} |")
     return "\n".join(lines)
 
 

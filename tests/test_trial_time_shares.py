@@ -47,7 +47,7 @@ def test_phases_add_up_to_a_hand_count_with_a_restarted_trial_and_the_gaps_betwe
     main([str(tmp_path), "--slots", "2"])
     printed = capsys.readouterr().out
     assert printed.startswith("2 runs, 1.3 slot-minutes")
-    assert "| training steps | 0.5 | 36.2% |" in printed
+    assert "| training steps | 0.5 | 36.2% | 14.5 |" in printed  # (10 + 9 + 10) s over 2 runs
 
 
 def test_a_folder_without_run_logs_is_a_one_line_error(tmp_path):
