@@ -57,7 +57,10 @@ def selected_scores(history: dict[int, dict[str, float]], headline: str) -> dict
     """The reported half's headline metric x 100 at the epoch each setting selects: ``1-2`` selects on half 1
     (``val/...``), ``2-2`` on the reported half itself (``val/..._report``); by loss (min) or headline (max)."""
     reported = f"val/{headline}_report"
-    if not history or any(reported not in values for values in history.values()):
+    if not history:
+        raise StudyError("a run has no validation history (runs/<id>/csv/version_*/metrics.csv beside its config): "
+                         "keep each run's CSV logger files with the records, as docs/results/revisiting_table1 does")
+    if any(reported not in values for values in history.values()):
         raise StudyError("a run logged no val/*_report metrics: revisiting_table1 runs need data.init_args."
                          "watch_report: true (the reported half evaluated every epoch)")
     scores = {}

@@ -113,3 +113,11 @@ def test_runs_without_the_watched_report_half_are_refused(tmp_path):
     record = _run(tmp_path, "full", 1, HISTORY, 66.0)
     with pytest.raises(StudyError, match="watch_report: true"):
         selected_scores(validation_history(record), "mcc")
+
+
+def test_a_run_without_its_csv_history_is_refused_naming_the_files_to_keep(tmp_path):
+    record = _run(tmp_path, "full", 1, HISTORY, 66.0)
+    for path in tmp_path.rglob("metrics.csv"):
+        path.unlink()
+    with pytest.raises(StudyError, match=r"no validation history \(runs/<id>/csv/version_\*/metrics.csv"):
+        selected_scores(validation_history(record), "mcc")
