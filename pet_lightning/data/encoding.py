@@ -29,6 +29,11 @@ def _token_count(input_ids: list) -> int:
     return max(len(ids) for ids in input_ids) if input_ids and isinstance(input_ids[0], list) else len(input_ids)
 
 
+def padded_length(longest: int, multiple: int | None = None) -> int:
+    """The length a batch whose longest example has ``longest`` tokens is padded to (up to ``multiple``)."""
+    return -(-longest // multiple) * multiple if multiple else longest
+
+
 class PaddingCollator:
     """Pads a batch to its longest sequence; multiple-choice features become ``[batch, choices, length]``.
 
@@ -51,8 +56,7 @@ class PaddingCollator:
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         longest = max(_token_count(feature["input_ids"]) for feature in features)
-        if self.pad_to_multiple_of:
-            longest = -(-longest // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        longest = padded_length(longest, self.pad_to_multiple_of)
         batch: dict[str, torch.Tensor] = {}
         for key in self.token_keys:
             if key not in features[0]:

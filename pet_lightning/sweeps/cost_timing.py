@@ -25,6 +25,7 @@ from typing import Any
 import lightning as L
 import yaml
 
+from pet_lightning.data.encoding import padded_length
 from pet_lightning.sweeps.files import SweepError
 from pet_lightning.sweeps.plan import REPLACED_CALLBACKS, RunSpec, SweepConfig
 
@@ -71,10 +72,7 @@ def mean_padded_tokens(order: list[int], lengths: list[int], batch_size: int, mu
     sizes = []
     for start in range(0, len(order), batch_size):
         batch = order[start:start + batch_size]
-        longest = max(lengths[i] for i in batch)
-        if multiple:
-            longest = -(-longest // multiple) * multiple
-        sizes.append(len(batch) * longest)
+        sizes.append(len(batch) * padded_length(max(lengths[i] for i in batch), multiple))
     return sum(sizes) / len(sizes)
 
 
