@@ -58,8 +58,13 @@ def _events(out: Path, run_id: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines(keepends=True) if line.endswith("\n")]
 
 
+def _stored_checkpoints(bucket: Path, run_id: str) -> list[Path]:
+    """The run's epoch checkpoints Ray stored in the bucket, oldest first."""
+    return sorted(bucket.glob(f"tune-*/{run_id}/checkpoint_*/epoch.ckpt"))
+
+
 def _final_checkpoint(bucket: Path, run_id: str) -> Path:
-    (path,) = sorted(bucket.glob(f"tune-*/{run_id}/checkpoint_*/epoch.ckpt"))[-1:]
+    (path,) = _stored_checkpoints(bucket, run_id)[-1:]
     return path
 
 
@@ -262,9 +267,8 @@ def test_a_node_lost_mid_trial_restarts_its_trial_on_the_other_node_from_its_epo
         for run_id in ids:
             events = _events(out, run_id)
             trials = [e for e in events if e["event"] == "trial"]
-            stored = list(bucket.glob(f"tune-*/{run_id}/checkpoint_*/epoch.ckpt"))
             if trials and trials[-1]["node"] == worker.node_id and any(e["event"] == "epoch" for e in events) \
-                    and stored:
+                    and _stored_checkpoints(bucket, run_id):
                 return run_id
         return None
 
