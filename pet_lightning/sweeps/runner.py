@@ -13,12 +13,16 @@ the same plan is restored (``Tuner.restore``: interrupted runs continue from the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import os
 import shutil
+import signal
 import socket
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +72,21 @@ def connect(address: str, sweep: SweepConfig) -> None:
         ray.shutdown()
         raise SweepError(f"gpus_per_trial={sweep.gpus_per_trial} but Ray sees no GPU on {address}: set "
                          "gpus_per_trial: 0 (or --gpus-per-trial 0), or run where a GPU is visible")
+
+
+@contextlib.contextmanager
+def _signal_handlers_kept() -> Iterator[None]:
+    """Ray Tune points SIGINT and SIGUSR1 at its run and never puts SIGUSR1 back (SIGINT only once it fired): after a
+    sweep run in-process (a notebook, a script that then trains), Ctrl+C would be swallowed and Lightning would not
+    install its SLURM requeue handler, which it skips where one is set. Both are restored once the run ends."""
+    kept = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, getattr(signal, "SIGUSR1", None)) if sig}
+    try:
+        yield
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            for sig, handler in kept.items():
+                if handler is not None:
+                    signal.signal(sig, handler)
 
 
 def trial_name(trial) -> str:
@@ -170,7 +189,8 @@ def run_sweep(config_path: str, filters: dict[str, list[str]] | None = None, ove
               f"({ray.cluster_resources().get('CPU', 0):g} CPUs, {ray.cluster_resources().get('GPU', 0):g} GPUs; "
               f"{sweep.cpus_per_trial:g} CPU + {sweep.gpus_per_trial:g} GPU per run)", flush=True)
         try:
-            tuner.fit()
+            with _signal_handlers_kept():
+                tuner.fit()
         except tune.TuneError as err:
             raise SweepError(f"Ray Tune stopped the sweep: {str(err).splitlines()[0]}") from None
     finally:

@@ -88,6 +88,28 @@ def test_a_run_that_raises_once_is_retried_from_its_epoch_checkpoint(concurrent_
     assert all(len([e for e in _events(out, r) if e["event"] == "start"]) == 1 for r in others)
 
 
+def test_an_in_process_sweep_leaves_the_process_signal_handlers_as_it_found_them(tmp_path, data_dir, monkeypatch):
+    # Ray Tune points SIGINT and SIGUSR1 at its run and leaves SIGUSR1 there; a later fit under SLURM in the same
+    # process would then run without Lightning's requeue handler (Lightning skips a signal that has one).
+    config = write_tiny_sweep(tmp_path / "sweep_signals.yaml", tmp_path / "out", seeds=[1],
+                              methods={"frozen": {"overrides": {"model": {"learning_rate": 1.0e-2}}}},
+                              base={"trainer": {"max_epochs": 1, "precision": "32-true", "num_sanity_val_steps": 0},
+                                    "data": {"init_args": {"max_length": 32, "train_subset": 16, "batch_size": 8}}})
+    monkeypatch.setenv("PET_DATA_DIR", data_dir)
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+
+    def user_handler(signum, frame) -> None:
+        raise AssertionError("not called in this test")
+
+    previous = signal.signal(signal.SIGUSR1, user_handler)
+    try:
+        before = {signal.SIGINT: signal.getsignal(signal.SIGINT), signal.SIGUSR1: user_handler}
+        assert sweep_main(["--config", str(config)]) == 0
+        assert {sig: signal.getsignal(sig) for sig in before} == before
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+
+
 def test_a_run_that_always_raises_is_a_failed_record_and_a_nonzero_exit(tmp_path, data_dir, monkeypatch, capfd):
     config = write_tiny_sweep(tmp_path / "sweep_fail.yaml", tmp_path / "out", seeds=[1],
                               methods={"frozen": {"overrides": {"model": {"learning_rate": 1.0e-2}}}})
