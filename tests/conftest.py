@@ -16,6 +16,17 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+# Under pytest-xdist each worker gets its share of the cores for torch (and, through OMP_NUM_THREADS, for the
+# processes a test starts), so that the workers' fits do not oversubscribe the machine: on 2 cores two one-thread
+# workers finish the suite sooner than one two-thread process.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    import torch
+
+    _THREADS = max(1, (os.cpu_count() or 1) // _WORKERS)
+    os.environ["OMP_NUM_THREADS"] = str(_THREADS)
+    torch.set_num_threads(_THREADS)
+
 # A relative PET_DATA_DIR (the README's `PET_DATA_DIR=../shared/data`) means the folder pytest started in. Made
 # absolute before any test runs, so that tests which change directory, or start a process in another folder
 # (`cwd=REPO_ROOT`), read the same data wherever pytest was started.

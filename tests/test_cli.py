@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 from tests.conftest import REPO_ROOT
+from tests.helpers.trainers import real_fit_overrides
 
 
 def _cli(*args: str, env_extra: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -34,7 +35,8 @@ def test_fit_then_validate_and_test_from_the_checkpoint(data_dir, tmp_path):
     common = ["--config", "configs/quickstart.yaml", "--trainer.logger=false",
               f"--trainer.default_root_dir={tmp_path}", "--model.strategy=frozen", "--model.learning_rate=1e-3",
               "--data.init_args.train_subset=32",
-              "--data.init_args.max_length=32", "--trainer.limit_val_batches=2", "--trainer.limit_test_batches=2"]
+              "--data.init_args.max_length=32", "--trainer.limit_val_batches=2", "--trainer.limit_test_batches=2",
+              *real_fit_overrides()]
     fit = _cli("fit", *common, "--trainer.max_steps=2", "--trainer.callbacks=[]",
                "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
                f"--trainer.callbacks.dirpath={tmp_path}/ckpt")

@@ -15,6 +15,7 @@ from pet_lightning.cli import main
 from pet_lightning.precision import EMULATED_SLOWDOWN, cpu_bf16_slowdown
 from pet_lightning.tasks import TASKS, TaskSpec
 from tests.conftest import REPO_ROOT
+from tests.helpers.trainers import real_fit_overrides
 
 QUICKSTART = "configs/quickstart.yaml"
 EMULATED_BF16_WARNING = "precision bf16-mixed on a CPU that emulates bf16"
@@ -144,7 +145,7 @@ def test_the_quickstart_runs_every_task_by_changing_data_task_alone(spec, data_d
     code = main(["fit", "--config", str(REPO_ROOT / QUICKSTART), f"--data.init_args.task={spec.name}",
                  "--trainer.fast_dev_run=true",
                  "--trainer.logger=false", f"--trainer.default_root_dir={tmp_path}", "--data.init_args.max_length=32",
-                 "--data.init_args.batch_size=4", "--data.init_args.train_subset=8", *protocol])
+                 "--data.init_args.batch_size=4", "--data.init_args.train_subset=8", *protocol, *real_fit_overrides()])
     out, err = capsys.readouterr()
     assert code == 0, err[-3000:]
     (summary,) = [line for line in out.splitlines() if line.startswith("SUMMARY ")]

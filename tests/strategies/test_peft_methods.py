@@ -208,7 +208,7 @@ def _mean_loss(module: PETModule, batches) -> float:
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_fifty_real_steps_lower_the_loss_and_move_the_method_tensors(tmp_path, data_dir, name):
     L.seed_everything(0)
-    dm = GlueDataModule(task="rte", data_dir=data_dir, batch_size=8, max_length=64, train_subset=80)
+    dm = GlueDataModule(task="rte", data_dir=data_dir, batch_size=8, max_length=32, train_subset=80)
     dm.setup("fit")
     strategy = {"name": name, **CASES[name][0]}
     module = PETModule(task="rte", strategy=strategy, learning_rate=LEARNING_RATES[name],

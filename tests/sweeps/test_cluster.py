@@ -31,8 +31,6 @@ from tests.sweeps.conftest import STEPS_PER_EPOCH, same_weights, trainable_state
 
 pytestmark = pytest.mark.slow
 PAUSE_S = 5.0
-# The suite's time budget keeps the driver-loss test on the cluster out of the default run.
-ALL_CLUSTER_TESTS = "PET_ALL_CLUSTER_TESTS"
 COMPARED = ("report", "best_selection", "best_epoch", "best_step", "steps", "epochs", "config_hash", "run_hash",
             "trainable")
 
@@ -213,8 +211,6 @@ def test_a_sweep_on_two_nodes_trains_on_both_and_records_each_run_once(cluster, 
     assert not list(out.glob("tune-*"))
 
 
-@pytest.mark.skipif(os.environ.get(ALL_CLUSTER_TESTS) != "1",
-                    reason=f"45 s, tested on one machine in test_runner.py; {ALL_CLUSTER_TESTS}=1 runs it")
 def test_a_driver_killed_on_a_cluster_resumes_without_redoing_finished_runs(cluster, cluster_sweep, tmp_path,
                                                                              sweep_env, tiny):
     _, reference_folder, reference = cluster_sweep
