@@ -8,8 +8,8 @@ be trained at all (an ``ok`` record in the results file or a run folder, or an i
 folder). The wall time is steps x seconds per step + a per-run overhead, over the trials that run at once. The
 step time is one the user states (``--step-seconds``, e.g. measured on a GPU) or timed here: a few training steps
 of each distinct (strategy, task, max_length, batch size) on this machine, with the threads a trial gets; the
-same timing fits measure the overhead (model build and data preparation, and one validation pass, which a run
-repeats each epoch and once more for its test).
+same timing fits measure the overhead (model build and data preparation, one validation pass, which a run repeats
+each epoch, and one pass over the reported split, its final test).
 """
 
 from __future__ import annotations
@@ -205,7 +205,7 @@ def _seconds_of(cost: RunCost, steps: dict[TimingKey, float], overhead: dict[Tim
     if isinstance(overhead, (int, float)):
         return train + overhead
     timing = overhead[cost.stages[0].key]
-    return train + timing.build_s + (cost.epochs + 1) * timing.val_s  # a validation per epoch, then the test
+    return train + timing.build_s + cost.epochs * timing.val_s + timing.test_s
 
 
 def estimate_plan(sweep: SweepConfig, runs: list[RunSpec], step_seconds: float | None = None,
@@ -228,26 +228,26 @@ def estimate_plan(sweep: SweepConfig, runs: list[RunSpec], step_seconds: float |
                   f"{overhead:g} s {'as stated' if overhead_seconds else '(state it with --overhead-seconds)'}")
     else:
         timings: dict[TimingKey, Timing] = {}
-        # A validation pass costs about the same whatever trains: timed once per (task, max_length, batch size).
-        validations: dict[tuple, float] = {}
+        # Evaluation costs about the same whatever trains: timed once per (task, max_length, batch size).
+        evaluations: dict[tuple, tuple[float, float]] = {}
         for cost in todo:
             for stage in cost.stages:
                 if stage.key not in timings and stage.steps > 0:
                     data = stage.key[1:]
-                    t = time_configuration(sweep, cost.run, stage, time_steps, validate=data not in validations)
-                    validations.setdefault(data, t.val_s)
-                    timings[stage.key] = t = Timing(t.step_s, t.build_s, validations[data])
+                    t = time_configuration(sweep, cost.run, stage, time_steps, validate=data not in evaluations)
+                    evaluations.setdefault(data, (t.val_s, t.test_s))
+                    timings[stage.key] = t = Timing(t.step_s, t.build_s, *evaluations[data])
                     label = "/".join([_short(stage.key[0]), *map(str, stage.key[1:])])
                     lines.append(f"timed {label}: {t.step_s:.3f} s/step ({time_steps} steps "
                                  f"after 1 warm-up, scaled to the epoch's mean batch length), "
-                                 f"build {t.build_s:.1f} s, one validation {t.val_s:.1f} s")
+                                 f"build {t.build_s:.1f} s, one validation {t.val_s:.1f} s, the test {t.test_s:.1f} s")
         steps = {key: t.step_s for key, t in timings.items()}
         overhead = timings
         if overhead_seconds is not None:
             overhead = float(overhead_seconds)
         source = (f"step times timed here with {max(1, int(sweep.cpus_per_trial))} thread(s) per trial; overhead per "
                   + (f"run {overhead_seconds:g} s as stated" if overhead_seconds is not None else
-                     "run = build + (epochs + 1) validations, as timed"))
+                     "run = build + a validation per epoch + the test, as timed"))
     header = ("task", "method", "modes", "seeds", "runs", "done", "reuse", "to do", "train ex.", "batch", "epochs",
               "steps/run", "s/step", "to do h")
     rows = [header]

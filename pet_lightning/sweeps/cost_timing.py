@@ -37,6 +37,7 @@ class Timing:
     step_s: float  # a mean step of the epoch (timed steps scaled by tokens, see the module docstring)
     build_s: float  # model build + data preparation, until the first step
     val_s: float  # one validation pass over the selection split
+    test_s: float  # the run's final test: one pass over the reported split, often larger than the selection split
 
 
 class StepClock(L.Callback):
@@ -98,7 +99,7 @@ def quiet() -> Iterator[None]:
 def time_configuration(sweep: SweepConfig, run: RunSpec, stage: Any, steps: int, warmup: int = 1,
                        validate: bool = True) -> Timing:
     """Train ``warmup + steps`` steps of ``run`` with ``stage``'s strategy here, as a trial would (its threads and
-    precision), then (``validate``) one validation pass; ``val_s`` is 0 without it."""
+    precision), then (``validate``) one validation pass and one test pass; ``val_s`` and ``test_s`` are 0 without."""
     import torch
 
     from pet_lightning.lightning_cli import cli_from_config
@@ -126,12 +127,18 @@ def time_configuration(sweep: SweepConfig, run: RunSpec, stage: Any, steps: int,
             if not clock.steps or clock.first is None:
                 raise SweepError(f"timing {stage.key}: no step after the {warmup} warm-up step(s) ran (the run has "
                                  f"fewer batches?): lower --time-steps or state --step-seconds")
-            started = time.perf_counter()
+            val_s = test_s = 0.0
             if validate:
                 cli.trainer.limit_val_batches = 1.0
+                started = time.perf_counter()
                 with quiet():
                     cli.trainer.validate(cli.model, datamodule=cli.datamodule, verbose=False)
-            val_s = time.perf_counter() - started if validate else 0.0
+                val_s = time.perf_counter() - started
+                started = time.perf_counter()
+                with quiet():
+                    cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
+                test_s = time.perf_counter() - started
     finally:
         torch.set_num_threads(threads)
-    return Timing(clock.seconds_per_token() * _epoch_tokens(cli.datamodule), clock.first - clock.started, val_s)
+    return Timing(clock.seconds_per_token() * _epoch_tokens(cli.datamodule), clock.first - clock.started, val_s,
+                  test_s)

@@ -11,7 +11,7 @@ import yaml
 
 from pet_lightning.studies.command import main as study_main
 from pet_lightning.sweeps.cost import estimate_plan, plan_costs, time_configuration
-from pet_lightning.sweeps.cost_timing import StepClock, mean_padded_tokens
+from pet_lightning.sweeps.cost_timing import StepClock, Timing, mean_padded_tokens
 from pet_lightning.sweeps.plan import SweepConfig, plan_runs
 
 TWO_STAGE = {"class_path": "pet_lightning.callbacks.TwoStageTraining",
@@ -103,6 +103,20 @@ def test_stated_step_seconds_give_steps_times_seconds_over_concurrency_plus_over
     assert result.seconds == pytest.approx((steps * 0.25 + 30 * len(runs)) / 3)
 
 
+def test_a_timed_run_costs_its_steps_its_build_a_validation_per_epoch_and_one_test(tmp_path, data_dir, monkeypatch):
+    # The final test reads the reported split, which can be far larger than the selection split (train_holdout: 10%
+    # of train selects, the whole dev set is reported), so it is timed on its own.
+    sweep = SweepConfig.from_file(write_study(tmp_path, data_dir))
+    runs = plan_runs(sweep)
+    monkeypatch.setattr("pet_lightning.sweeps.cost.time_configuration",
+                        lambda *args, **kwargs: Timing(step_s=0.5, build_s=2.0, val_s=3.0, test_s=7.0))
+    result, text = estimate_plan(sweep, runs)
+    costs, _ = plan_costs(sweep, runs)
+    by_hand = sum(sum(stage.steps for stage in c.stages) * 0.5 + 2.0 + c.epochs * 3.0 + 7.0 for c in costs)
+    assert result.seconds == pytest.approx(by_hand / result.concurrency)
+    assert "one validation 3.0 s, the test 7.0 s" in text
+
+
 def test_the_timed_path_times_each_distinct_configuration_once_on_the_tiny_backbone(tmp_path, data_dir, tiny):
     sweep = SweepConfig.from_file(write_study(tmp_path, data_dir, backbone=tiny, tasks=["cb"]))
     runs = plan_runs(sweep)
@@ -113,7 +127,7 @@ def test_the_timed_path_times_each_distinct_configuration_once_on_the_tiny_backb
         "timed bitfit/cb/32/8", "timed frozen/cb/32/8", "timed full/cb/32/8"]
     assert result.todo == 12 and result.seconds > 0
     timing = time_configuration(sweep, runs[0], plan_costs(sweep, runs[:1])[0][0].stages[0], steps=2)
-    assert timing.step_s > 0 and timing.build_s > 0 and timing.val_s > 0
+    assert timing.step_s > 0 and timing.build_s > 0 and timing.val_s > 0 and timing.test_s > 0
 
 
 def test_the_study_command_prints_the_plan_and_refuses_bad_flags_in_one_line(tmp_path, data_dir, capsys):
