@@ -34,6 +34,17 @@ def write_tiny_sweep(path: Path, out: Path, **settings: Any) -> Path:
     return path
 
 
+def stored_checkpoints(storage: Path, run_id: str) -> list[Path]:
+    """The run's epoch checkpoints Ray stored under ``storage`` (its ``storage_path``), oldest first."""
+    return sorted(storage.glob(f"tune-*/{run_id}/checkpoint_*/epoch.ckpt"))
+
+
+def final_checkpoint(storage: Path, run_id: str) -> Path:
+    """The run's last stored epoch checkpoint."""
+    (path,) = stored_checkpoints(storage, run_id)[-1:]
+    return path
+
+
 def trainable_state(checkpoint: Path) -> dict[str, torch.Tensor]:
     return torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
 

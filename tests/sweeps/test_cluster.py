@@ -27,7 +27,14 @@ from pet_lightning.sweeps.runner import main as sweep_main
 from tests.conftest import REPO_ROOT
 from tests.helpers.faults import Faults, plugin_env
 from tests.helpers.ray_cluster import LocalRayCluster
-from tests.sweeps.conftest import STEPS_PER_EPOCH, same_weights, trainable_state, write_tiny_sweep
+from tests.sweeps.conftest import (
+    STEPS_PER_EPOCH,
+    final_checkpoint,
+    same_weights,
+    stored_checkpoints,
+    trainable_state,
+    write_tiny_sweep,
+)
 
 pytestmark = pytest.mark.slow
 PAUSE_S = 5.0
@@ -54,16 +61,6 @@ def _events(out: Path, run_id: str) -> list[dict]:
     path = out / "runs" / run_id / PROGRESS_FILE
     text = path.read_text() if path.exists() else ""
     return [json.loads(line) for line in text.splitlines(keepends=True) if line.endswith("\n")]
-
-
-def _stored_checkpoints(bucket: Path, run_id: str) -> list[Path]:
-    """The run's epoch checkpoints Ray stored in the bucket, oldest first."""
-    return sorted(bucket.glob(f"tune-*/{run_id}/checkpoint_*/epoch.ckpt"))
-
-
-def _final_checkpoint(bucket: Path, run_id: str) -> Path:
-    (path,) = _stored_checkpoints(bucket, run_id)[-1:]
-    return path
 
 
 def test_an_unknown_storage_scheme_fails_before_any_trial_in_one_line(tmp_path, capsys):
@@ -201,7 +198,7 @@ def test_a_sweep_on_two_nodes_trains_on_both_and_records_each_run_once(cluster, 
         trials = [e for e in _events(out, run_id) if e["event"] == "trial"]
         assert [e["node"] for e in trials] == [record["node"]["id"]], "one attempt, on the node the record names"
         # Ray's trial state went to the storage URI, not to the out folder.
-        assert _final_checkpoint(bucket, run_id).is_file()
+        assert final_checkpoint(bucket, run_id).is_file()
         # And the finished run's folder, the kept model with it, the record saying where.
         assert record["stored_at"] == f"file://{bucket}/runs/{run_id}"
         stored, local = bucket / "runs" / run_id, out / record["checkpoint"]
@@ -246,8 +243,8 @@ def test_a_driver_killed_on_a_cluster_resumes_without_redoing_finished_runs(clus
     assert [(e["epoch"], e["step"], e["resumed"]) for e in starts] == [(0, 0, False), (1, STEPS_PER_EPOCH, True)]
     record = {r["run_id"]: r for r in load_results(results)}[interrupted]
     assert {k: record[k] for k in COMPARED} == {k: reference[interrupted][k] for k in COMPARED}
-    assert same_weights(trainable_state(_final_checkpoint(bucket, interrupted)),
-                        trainable_state(_final_checkpoint(reference_folder / "bucket", interrupted)))
+    assert same_weights(trainable_state(final_checkpoint(bucket, interrupted)),
+                        trainable_state(final_checkpoint(reference_folder / "bucket", interrupted)))
 
 
 def test_a_node_lost_mid_trial_restarts_its_trial_on_the_other_node_from_its_epoch_checkpoint(
@@ -264,7 +261,7 @@ def test_a_node_lost_mid_trial_restarts_its_trial_on_the_other_node_from_its_epo
             events = _events(out, run_id)
             trials = [e for e in events if e["event"] == "trial"]
             if trials and trials[-1]["node"] == worker.node_id and any(e["event"] == "epoch" for e in events) \
-                    and _stored_checkpoints(bucket, run_id):
+                    and stored_checkpoints(bucket, run_id):
                 return run_id
         return None
 
@@ -289,8 +286,8 @@ def test_a_node_lost_mid_trial_restarts_its_trial_on_the_other_node_from_its_epo
     record = {r["run_id"]: r for r in load_results(out / "results.jsonl")}[victim]
     assert record["node"]["id"] == head.node_id
     assert {k: record[k] for k in COMPARED} == {k: reference[victim][k] for k in COMPARED}
-    assert same_weights(trainable_state(_final_checkpoint(bucket, victim)),
-                        trainable_state(_final_checkpoint(reference_folder / "bucket", victim)))
+    assert same_weights(trainable_state(final_checkpoint(bucket, victim)),
+                        trainable_state(final_checkpoint(reference_folder / "bucket", victim)))
     retry = [(t, line) for t, line in driver.lines if f"retrying {victim}" in line]
     assert len(retry) == 1 and ("its Ray node was lost" in retry[0][1] or "became unreachable" in retry[0][1]), \
         driver.output()[-3000:]

@@ -21,7 +21,7 @@ from pet_lightning.sweeps.run_log import PROGRESS_FILE
 from pet_lightning.sweeps.runner import main as sweep_main
 from tests.conftest import REPO_ROOT
 from tests.helpers.faults import FAULTS_ENV, Faults, plugin_env
-from tests.sweeps.conftest import STEPS_PER_EPOCH, same_weights, trainable_state, write_tiny_sweep
+from tests.sweeps.conftest import STEPS_PER_EPOCH, final_checkpoint, same_weights, trainable_state, write_tiny_sweep
 
 pytestmark = pytest.mark.slow
 COMPARED = ("report", "best_selection", "best_epoch", "best_step", "steps", "epochs", "train_examples",
@@ -31,12 +31,6 @@ COMPARED = ("report", "best_selection", "best_epoch", "best_step", "steps", "epo
 def _events(out: Path, run_id: str) -> list[dict]:
     path = out / "runs" / run_id / PROGRESS_FILE
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
-def _final_checkpoint(out: Path, run_id: str) -> Path:
-    """The trial's last epoch checkpoint in Ray's storage (storage_path defaults to `out`)."""
-    (path,) = sorted(out.glob(f"tune-*/{run_id}/checkpoint_*/epoch.ckpt"))[-1:]
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +60,7 @@ def test_four_runs_two_at_a_time_match_the_runs_executed_one_by_one(concurrent_s
         assert record["status"] == "ok"
         assert {k: record[k] for k in COMPARED} == {k: reference["record"][k] for k in COMPARED}, run_id
         assert record["steps"] == 2 * STEPS_PER_EPOCH and record["resource_group"] == "low"
-        assert same_weights(trainable_state(_final_checkpoint(out, run_id)), reference["final"]), run_id
+        assert same_weights(trainable_state(final_checkpoint(out, run_id)), reference["final"]), run_id
     # Two at a time: some two runs overlapped in time.
     spans = []
     for run_id in records:
@@ -167,7 +161,7 @@ def test_a_killed_driver_resumes_without_redoing_finished_runs(tmp_path, sweep_e
     record = {r["run_id"]: r for r in load_results(results)}[interrupted]
     reference = reference_runs[interrupted]
     assert {k: record[k] for k in COMPARED} == {k: reference["record"][k] for k in COMPARED}
-    assert same_weights(trainable_state(_final_checkpoint(out, interrupted)), reference["final"])
+    assert same_weights(trainable_state(final_checkpoint(out, interrupted)), reference["final"])
 
 
 def test_an_unreachable_address_fails_fast_in_one_line(tmp_path, capsys):
