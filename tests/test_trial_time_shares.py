@@ -53,3 +53,39 @@ def test_phases_add_up_to_a_hand_count_with_a_restarted_trial_and_the_gaps_betwe
 def test_a_folder_without_run_logs_is_a_one_line_error(tmp_path):
     with pytest.raises(SystemExit, match="no runs/\\*/progress.jsonl under"):
         main([str(tmp_path)])
+
+
+def test_since_counts_only_the_attempts_that_started_at_or_after_it(tmp_path, capsys):
+    # A sweep stopped at 1000 and resumed at 5000: run a finished before the stop, run b was interrupted at
+    # 1010 and restarted at 5000, run c ran only after the resume. From 5000: b's second attempt and c.
+    _log(tmp_path, "a", [
+        {"event": "trial", "time": 900.0}, {"event": "start", "time": 902.0},
+        {"event": "epoch", "time": 950.0, "train_s": 40.0, "validation_s": 5.0}, {"event": "done", "time": 960.0}])
+    _log(tmp_path, "b", [
+        {"event": "trial", "time": 990.0}, {"event": "start", "time": 995.0},
+        {"event": "trial", "time": 5000.0}, {"event": "start", "time": 5002.0},
+        {"event": "epoch", "time": 5030.0, "train_s": 25.0, "validation_s": 2.0}, {"event": "done", "time": 5034.0}])
+    _log(tmp_path, "c", [
+        {"event": "trial", "time": 5001.0}, {"event": "start", "time": 5004.0},
+        {"event": "epoch", "time": 5024.0, "train_s": 16.0, "validation_s": 3.0}, {"event": "done", "time": 5026.0}])
+    total, runs = sweep_shares(tmp_path, slots=2, since=5000.0)
+    assert runs == 2
+    assert total["start-up"] == pytest.approx(2 + 3)
+    assert total["training steps"] == pytest.approx(25 + 16)
+    assert total["validation"] == pytest.approx(2 + 3)
+    assert total["checkpoints"] == pytest.approx(1 + 1)
+    assert total["final test"] == pytest.approx(4 + 2)
+    # Two slots from 5000 to 5034 = 68 slot-seconds; attempts held 34 + 25.
+    assert total["between trials"] == pytest.approx(68 - 34 - 25)
+    # Without --since the idle time between the sittings counts as between trials.
+    everything, _ = sweep_shares(tmp_path, slots=2)
+    assert everything["between trials"] > 7000
+
+    main([str(tmp_path), "--slots", "2", "--since", "1970-01-01T01:23:20Z"])  # 5000 s after the epoch
+    assert capsys.readouterr().out.startswith("2 runs, 1.1 slot-minutes")
+
+
+def test_a_since_without_a_time_zone_is_a_one_line_error(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main([str(tmp_path), "--since", "2026-12-07T00:46"])
+    assert "has no time zone: end it with Z for UTC" in capsys.readouterr().err
